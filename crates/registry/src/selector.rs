@@ -1,0 +1,1 @@
+//! Label and field selectors: parsing (the full Kubernetes grammar) and matching.

@@ -1,0 +1,1 @@
+//! Printer columns: rendering objects as `meta.k8s.io/v1` Tables.

@@ -1,0 +1,3 @@
+//! The wsgate server: HTTP routing, content negotiation, handlers.
+
+pub mod protobuf;
