@@ -16,6 +16,9 @@ pub struct EtcdProcess {
     client_url: String,
     peer_url: String,
     name: String,
+    /// `name=peer-url,...` of every member of its cluster.
+    initial_cluster: String,
+    cluster_token: String,
     // Kept so a restart reuses the same data.
     data_dir: tempfile::TempDir,
 }
@@ -24,21 +27,36 @@ impl EtcdProcess {
     /// Starts a single-member etcd on free loopback ports and waits until it
     /// answers.
     pub fn start() -> std::io::Result<Self> {
-        let client_port = free_port()?;
-        let peer_port = free_port()?;
-        let name = format!("wsgate-test-{client_port}");
-        let mut p = EtcdProcess {
-            child: None,
-            client_url: format!("http://127.0.0.1:{client_port}"),
-            peer_url: format!("http://127.0.0.1:{peer_port}"),
-            name,
-            data_dir: tempfile::tempdir()?,
-        };
+        let mut p = EtcdProcess::unstarted()?;
+        p.initial_cluster = format!("{}={}", p.name, p.peer_url);
+        p.cluster_token = p.name.clone();
         p.spawn()?;
         Ok(p)
     }
 
+    /// A member on free ports, not yet running.
+    fn unstarted() -> std::io::Result<Self> {
+        let client_port = free_port()?;
+        let peer_port = free_port()?;
+        Ok(EtcdProcess {
+            child: None,
+            client_url: format!("http://127.0.0.1:{client_port}"),
+            peer_url: format!("http://127.0.0.1:{peer_port}"),
+            name: format!("wsgate-test-{client_port}"),
+            initial_cluster: String::new(),
+            cluster_token: String::new(),
+            data_dir: tempfile::tempdir()?,
+        })
+    }
+
     fn spawn(&mut self) -> std::io::Result<()> {
+        self.launch()?;
+        wait_for_port(&self.client_url, Duration::from_secs(20))
+    }
+
+    /// Starts the process without waiting for it: cluster members must all
+    /// be running before any of them can elect a leader.
+    fn launch(&mut self) -> std::io::Result<()> {
         let child = Command::new("etcd")
             .arg("--name")
             .arg(&self.name)
@@ -53,7 +71,11 @@ impl EtcdProcess {
             .arg("--initial-advertise-peer-urls")
             .arg(&self.peer_url)
             .arg("--initial-cluster")
-            .arg(format!("{}={}", self.name, self.peer_url))
+            .arg(&self.initial_cluster)
+            // Distinct per cluster, so members of two test clusters that
+            // reuse each other's freed ports can never join up.
+            .arg("--initial-cluster-token")
+            .arg(&self.cluster_token)
             // Tests exercise idle-watch progress; etcd's default is 10 minutes.
             .arg("--experimental-watch-progress-notify-interval")
             .arg("1s")
@@ -63,7 +85,7 @@ impl EtcdProcess {
             .stderr(Stdio::null())
             .spawn()?;
         self.child = Some(child);
-        wait_for_port(&self.client_url, Duration::from_secs(20))
+        Ok(())
     }
 
     /// The client URL, e.g. `http://127.0.0.1:23790`.
@@ -88,11 +110,122 @@ impl EtcdProcess {
         self.kill();
         self.spawn()
     }
+
+    /// Restarts on the same data but serving clients on `client_port`, so
+    /// clients of the old endpoint cannot reach it until it is restarted on
+    /// its old port (tests use this to change data behind a watch's back).
+    pub fn restart_on(&mut self, client_port: u16) -> std::io::Result<()> {
+        self.kill();
+        self.client_url = format!("http://127.0.0.1:{client_port}");
+        self.spawn()
+    }
+
+    /// Is the process running (not killed)?
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
 }
 
 impl Drop for EtcdProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A cluster of etcd members on loopback ports, each killed when dropped.
+/// Three members keep a quorum when one is killed; a new leader is elected
+/// in about 3 s with etcd's default timings.
+pub struct EtcdCluster {
+    members: Vec<EtcdProcess>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members and waits until each listens.
+    pub fn start(size: usize) -> std::io::Result<Self> {
+        let mut members = (0..size)
+            .map(|_| EtcdProcess::unstarted())
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = members
+            .first()
+            .map(|m| format!("{}-cluster", m.name))
+            .unwrap_or_default();
+        for m in &mut members {
+            m.initial_cluster = initial_cluster.clone();
+            m.cluster_token = token.clone();
+            m.launch()?;
+        }
+        for m in &members {
+            wait_for_port(&m.client_url, Duration::from_secs(20))?;
+        }
+        Ok(EtcdCluster { members })
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    pub fn members(&self) -> &[EtcdProcess] {
+        &self.members
+    }
+
+    pub fn member_mut(&mut self, index: usize) -> Option<&mut EtcdProcess> {
+        self.members.get_mut(index)
+    }
+
+    /// The index of the member that is leader, asking each live member until
+    /// one knows; waits up to `timeout` for an election to finish.
+    pub async fn leader(&self, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for m in self.members.iter().filter(|m| m.child.is_some()) {
+                let status = async {
+                    let mut c = etcd_client::Client::connect([m.endpoint()], None)
+                        .await
+                        .ok()?;
+                    c.status().await.ok()
+                };
+                let Ok(Some(status)) = tokio::time::timeout(Duration::from_secs(1), status).await
+                else {
+                    continue;
+                };
+                let leader = status.leader();
+                let self_id = status.header().map(|h| h.member_id());
+                if leader != 0 && self_id == Some(leader) {
+                    return self
+                        .members
+                        .iter()
+                        .position(|x| x.client_url == m.client_url);
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Starts a cluster, or skips loudly when etcd is not installed (fails
+/// under `CI`).
+pub fn etcd_cluster_or_skip(test: &str, size: usize) -> Option<EtcdCluster> {
+    if !etcd_available() {
+        skip_or_fail(
+            test,
+            "the `etcd` binary is not on PATH (apt-get install -y etcd-server)",
+        );
+        return None;
+    }
+    match EtcdCluster::start(size) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            panic!("{test}: etcd is installed but a {size}-member cluster did not start: {e}")
+        }
     }
 }
 
@@ -110,7 +243,10 @@ pub fn etcd_available() -> bool {
 /// Starts etcd, or skips loudly when it is not installed (fails under `CI`).
 pub fn etcd_or_skip(test: &str) -> Option<EtcdProcess> {
     if !etcd_available() {
-        skip_or_fail(test, "the `etcd` binary is not on PATH (apt-get install -y etcd-server)");
+        skip_or_fail(
+            test,
+            "the `etcd` binary is not on PATH (apt-get install -y etcd-server)",
+        );
         return None;
     }
     match EtcdProcess::start() {

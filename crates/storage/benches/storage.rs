@@ -1,0 +1,2 @@
+//! Storage benchmark (being written).
+fn main() {}
