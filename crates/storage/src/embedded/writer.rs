@@ -563,3 +563,125 @@ impl<'s> Batch<'s> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::mvcc::Snapshot;
+
+    fn empty_state() -> State {
+        State::restore(Snapshot {
+            revision: 1,
+            compacted: 0,
+            next_lease: 1,
+            live: Vec::new(),
+            log: Vec::new(),
+            leases: Vec::new(),
+        })
+        .expect("empty state")
+    }
+
+    fn create(key: &str, lease: Option<LeaseId>) -> Op {
+        Op::Create {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::from_static(b"v"),
+            lease,
+        }
+    }
+
+    fn kv(reply: Result<Reply>) -> KeyValue {
+        match reply {
+            Ok(Reply::Kv(kv)) => kv,
+            Ok(_) => panic!("expected a key-value"),
+            Err(e) => panic!("expected a key-value, got {e}"),
+        }
+    }
+
+    /// Later requests of a batch see what earlier ones did, each success
+    /// gets the next revision, and failures consume none.
+    #[test]
+    fn guards_are_evaluated_in_order_within_a_batch() {
+        let state = empty_state();
+        let mut b = Batch::new(&state, 1_000);
+        let a = kv(b.eval(create("/a", None)));
+        assert_eq!(a.mod_revision, 2);
+        match b.eval(create("/a", None)) {
+            Err(Error::AlreadyExists { current }) => assert_eq!(*current, a),
+            _ => panic!("expected AlreadyExists"),
+        }
+        let a2 = kv(b.eval(Op::Update {
+            key: a.key.clone(),
+            value: Bytes::from_static(b"v2"),
+            expected: a.mod_revision,
+            lease: None,
+        }));
+        assert_eq!((a2.mod_revision, a2.version), (3, 2));
+        match b.eval(Op::Update {
+            key: a.key.clone(),
+            value: Bytes::from_static(b"v3"),
+            expected: a.mod_revision,
+            lease: None,
+        }) {
+            Err(Error::Conflict { current }) => assert_eq!(current.as_deref(), Some(&a2)),
+            _ => panic!("expected Conflict"),
+        }
+        let b1 = kv(b.eval(create("/b", None)));
+        assert_eq!(b1.mod_revision, 4);
+        match b.eval(Op::DeleteRange {
+            start: Bytes::from_static(b"/"),
+            end: Bytes::from_static(b"0"),
+        }) {
+            Ok(Reply::DeletedRange(d)) => assert_eq!((d.deleted, d.revision), (2, 5)),
+            _ => panic!("expected a delete_range"),
+        }
+        let plan = b.finish();
+        let revs: Vec<_> = plan.entries.iter().map(|e| e.revision).collect();
+        assert_eq!(revs, vec![2, 3, 4, 5]);
+        assert_eq!(plan.revision, 5);
+        assert_eq!(
+            plan.entries[3].events.len(),
+            2,
+            "one revision for the range"
+        );
+    }
+
+    /// A lease granted, used and revoked within one batch takes its keys
+    /// with it; a key created on it after the revoke is refused.
+    #[test]
+    fn lease_lifecycle_within_a_batch() {
+        let state = empty_state();
+        let mut b = Batch::new(&state, 1_000);
+        let lease = match b.eval(Op::LeaseGrant(Duration::from_millis(1500))) {
+            Ok(Reply::Granted(l)) => l,
+            _ => panic!("expected a grant"),
+        };
+        assert_eq!(lease.ttl, Duration::from_secs(2));
+        let k = kv(b.eval(create("/k", Some(lease.id))));
+        assert_eq!(k.lease, Some(lease.id));
+        assert!(matches!(b.eval(Op::LeaseRevoke(lease.id)), Ok(Reply::Done)));
+        assert!(b.current(b"/k").is_none(), "the revoke deleted the key");
+        assert!(matches!(
+            b.eval(create("/k2", Some(lease.id))),
+            Err(Error::LeaseNotFound(_))
+        ));
+        let plan = b.finish();
+        assert_eq!(plan.lease_removals, vec![lease.id]);
+        assert!(plan.lease_upserts.is_empty());
+        assert_eq!(plan.entries.len(), 2);
+    }
+
+    #[test]
+    fn compaction_is_bounded_by_the_batch_revision() {
+        let state = empty_state();
+        let mut b = Batch::new(&state, 1_000);
+        assert!(matches!(b.compact(2), Err(Error::FutureRevision { .. })));
+        kv(b.eval(create("/a", None)));
+        assert!(b.compact(2).is_ok());
+        assert!(matches!(
+            b.compact(2),
+            Err(Error::Compacted {
+                compact_revision: 2
+            })
+        ));
+    }
+}

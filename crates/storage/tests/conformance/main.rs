@@ -64,6 +64,7 @@ conformance! {
     watch::watch_replays_from_every_revision,
     watch::watch_hand_off_under_writes,
     watch::watch_progress_on_idle,
+    watch::watch_from_a_future_revision,
     compaction::compacted_reads_fail,
     compaction::compacted_watch_fails,
     compaction::compact_rejects_bad_revisions,

@@ -284,3 +284,30 @@ pub async fn watch_progress_on_idle(ctx: &Ctx) {
     let seen: BTreeSet<_> = events.iter().map(|e| e.revision()).collect();
     assert_eq!(seen.len(), 1);
 }
+
+/// A start revision in the future waits for it: nothing earlier is sent.
+pub async fn watch_from_a_future_revision(ctx: &Ctx) {
+    let now = ctx.store.current_revision().await.expect("revision");
+    let mut watch = ctx
+        .store
+        .watch(WatchRequest::prefix(ctx.key("f/")).from_revision(now + 3))
+        .await
+        .expect("watch");
+    let mut written = Vec::new();
+    for i in 0..4 {
+        written.push(ctx.create(&format!("f/{i}"), "v").await);
+    }
+    let from = now + 3;
+    let want: Vec<_> = written
+        .iter()
+        .filter(|kv| kv.mod_revision >= from)
+        .map(|kv| kv.mod_revision)
+        .collect();
+    let last = written.last().expect("writes").mod_revision;
+    let got: Vec<_> = events_through(&mut watch, last)
+        .await
+        .iter()
+        .map(|e| e.revision())
+        .collect();
+    assert_eq!(got, want);
+}
