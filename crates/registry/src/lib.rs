@@ -2,6 +2,25 @@
 //! generic `ResourceStore`, object metadata rules, selectors, patches, tables,
 //! workspaces. Knows nothing of HTTP or of the concrete storage engine.
 
+pub mod builtin;
+pub mod cluster;
+pub mod discovery;
+pub mod gc;
+pub mod keys;
+pub mod metadata;
+mod namespaces;
+pub mod options;
 pub mod patch;
+pub mod registry;
+pub mod resource;
 pub mod selector;
+pub mod status;
+pub mod store;
 pub mod table;
+pub mod validation;
+pub mod watch;
+pub mod workspace;
+
+pub use cluster::{ClusterId, ClusterScope, WorkspacePath};
+pub use registry::{Registry, RegistryConfig, RegistryError};
+pub use status::{ApiError, ApiResult, Reason};

@@ -1,0 +1,346 @@
+//! Rules of core and other built-in types that differ from the default.
+
+use base64::Engine;
+use serde_json::{Map, Value, json};
+
+use crate::resource::{Object, Strategy};
+use crate::validation::{FieldError, NameRule};
+
+fn map_mut<'a>(obj: &'a mut Object, field: &str) -> &'a mut Map<String, Value> {
+    let v = obj
+        .entry(field)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
+    }
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("just made an object"),
+    }
+}
+
+fn default_str(m: &mut Map<String, Value>, key: &str, value: &str) {
+    if m.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
+        m.insert(key.into(), value.into());
+    }
+}
+
+/// Pods: phase Pending on create, upstream defaults, field selectors; the
+/// DELETE answer is the object.
+pub struct PodStrategy;
+
+impl Strategy for PodStrategy {
+    fn delete_returns_object(&self) -> bool {
+        true
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ]
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        match field {
+            // Selectable even when unset (upstream renders the zero value).
+            "spec.hostNetwork" => Some(
+                obj.pointer("/spec/hostNetwork")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+                    .to_string(),
+            ),
+            "status.podIPs" => obj
+                .pointer("/status/podIPs/0/ip")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or(Some(String::new())),
+            f => Some(crate::selector::field_value(obj, f).unwrap_or_default()),
+        }
+    }
+
+    fn prepare_for_create(&self, obj: &mut Object) {
+        obj.insert(
+            "status".into(),
+            json!({"phase": "Pending", "qosClass": "BestEffort"}),
+        );
+    }
+
+    fn default(&self, obj: &mut Object) {
+        let spec = map_mut(obj, "spec");
+        default_str(spec, "restartPolicy", "Always");
+        default_str(spec, "dnsPolicy", "ClusterFirst");
+        default_str(spec, "schedulerName", "default-scheduler");
+        if !spec.contains_key("terminationGracePeriodSeconds") {
+            spec.insert("terminationGracePeriodSeconds".into(), 30.into());
+        }
+        if !spec.contains_key("securityContext") {
+            spec.insert("securityContext".into(), json!({}));
+        }
+        for list in ["containers", "initContainers"] {
+            if let Some(Value::Array(cs)) = spec.get_mut(list) {
+                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                    default_str(c, "terminationMessagePath", "/dev/termination-log");
+                    default_str(c, "terminationMessagePolicy", "File");
+                    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+                    let tag_latest = image.ends_with(":latest")
+                        || !image.rsplit('/').next().unwrap_or("").contains(':');
+                    let policy = if tag_latest && !image.contains('@') {
+                        "Always"
+                    } else {
+                        "IfNotPresent"
+                    };
+                    default_str(c, "imagePullPolicy", policy);
+                    if !c.contains_key("resources") {
+                        c.insert("resources".into(), json!({}));
+                    }
+                }
+            }
+        }
+    }
+
+    fn validate(&self, obj: &Object) -> Vec<FieldError> {
+        let containers = obj
+            .get("spec")
+            .and_then(|s| s.get("containers"))
+            .and_then(Value::as_array);
+        match containers {
+            Some(cs) if !cs.is_empty() => cs
+                .iter()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let mut errs = Vec::new();
+                    if c.get("name")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
+                        errs.push(FieldError::required(
+                            format!("spec.containers[{i}].name"),
+                            "",
+                        ));
+                    }
+                    if c.get("image")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
+                        errs.push(FieldError::required(
+                            format!("spec.containers[{i}].image"),
+                            "",
+                        ));
+                    }
+                    errs
+                })
+                .collect(),
+            _ => vec![FieldError::required("spec.containers", "")],
+        }
+    }
+}
+
+/// Secrets: `stringData` folded into `data`, type defaulted, `type` selectable.
+pub struct SecretStrategy;
+
+impl SecretStrategy {
+    fn fold_string_data(obj: &mut Object) {
+        if let Some(Value::Object(sd)) = obj.remove("stringData") {
+            let data = map_mut(obj, "data");
+            for (k, v) in sd {
+                if let Some(s) = v.as_str() {
+                    data.insert(
+                        k,
+                        base64::engine::general_purpose::STANDARD.encode(s).into(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Strategy for SecretStrategy {
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["type"]
+    }
+
+    fn prepare_for_create(&self, obj: &mut Object) {
+        Self::fold_string_data(obj);
+    }
+
+    fn prepare_for_update(&self, new: &mut Object, _old: &Object) {
+        Self::fold_string_data(new);
+    }
+
+    fn default(&self, obj: &mut Object) {
+        if obj
+            .get("type")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            obj.insert("type".into(), "Opaque".into());
+        }
+    }
+
+    fn validate(&self, obj: &Object) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if let Some(data) = obj.get("data").and_then(Value::as_object) {
+            for (k, v) in data {
+                let ok = v
+                    .as_str()
+                    .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
+                if !ok {
+                    errs.push(FieldError::invalid(
+                        format!("data[{k}]"),
+                        "<secret contents redacted>",
+                        "must be base64-encoded",
+                    ));
+                }
+            }
+        }
+        errs
+    }
+
+    fn validate_update(&self, new: &Object, old: &Object) -> Vec<FieldError> {
+        let mut errs = self.validate(new);
+        if new.get("type") != old.get("type") {
+            errs.push(FieldError::invalid(
+                "type",
+                new.get("type").cloned().unwrap_or(Value::Null),
+                "field is immutable",
+            ));
+        }
+        if old.get("immutable").and_then(Value::as_bool) == Some(true)
+            && new.get("data") != old.get("data")
+        {
+            errs.push(FieldError::forbidden(
+                "data",
+                "field is immutable when `immutable` is set",
+            ));
+        }
+        errs
+    }
+}
+
+pub struct ServiceAccountStrategy;
+impl Strategy for ServiceAccountStrategy {
+    fn delete_returns_object(&self) -> bool {
+        true
+    }
+}
+
+pub struct ReturnsObjectStrategy;
+impl Strategy for ReturnsObjectStrategy {
+    fn delete_returns_object(&self) -> bool {
+        true
+    }
+}
+
+pub struct NodeStrategy;
+impl Strategy for NodeStrategy {
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["spec.unschedulable"]
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        match field {
+            "spec.unschedulable" => Some(
+                obj.pointer("/spec/unschedulable")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+                    .to_string(),
+            ),
+            f => crate::selector::field_value(obj, f),
+        }
+    }
+}
+
+/// core/v1 Events: the `involvedObject.*` selectors `kubectl describe` uses.
+pub struct CoreEventStrategy;
+impl Strategy for CoreEventStrategy {
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ]
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        match field {
+            "source" => Some(
+                obj.pointer("/source/component")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
+            f => Some(crate::selector::field_value(obj, f).unwrap_or_default()),
+        }
+    }
+}
+
+/// ReplicaSets and ReplicationControllers: generation and `status.replicas`.
+pub struct ReplicaCountStrategy;
+impl Strategy for ReplicaCountStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["status.replicas"]
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        match field {
+            "status.replicas" => Some(
+                obj.pointer("/status/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    .to_string(),
+            ),
+            f => crate::selector::field_value(obj, f),
+        }
+    }
+}
+
+pub struct JobStrategy;
+impl Strategy for JobStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["status.successful"]
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        match field {
+            "status.successful" => Some(
+                obj.pointer("/status/succeeded")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    .to_string(),
+            ),
+            f => crate::selector::field_value(obj, f),
+        }
+    }
+}
+
+/// RBAC objects are named like `system:controller:x`: path segments.
+pub struct RbacStrategy;
+impl Strategy for RbacStrategy {
+    fn name_rule(&self) -> NameRule {
+        NameRule::PathSegment
+    }
+}

@@ -1,0 +1,255 @@
+//! The built-in catalog: every Kubernetes 1.32 resource wsgate serves, with
+//! upstream short names, categories, verbs and subresources. Identity
+//! (group, version, kind, plural, scope) comes from k8s-openapi's `Resource`
+//! trait; types with rules of their own have a module here, the rest use a
+//! default strategy.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::{
+    admissionregistration::v1 as admission, apps::v1 as apps, autoscaling::v2 as autoscaling,
+    batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination,
+    core::v1 as core, discovery::v1 as discovery, events::v1 as events,
+    flowcontrol::v1 as flowcontrol, networking::v1 as networking, node::v1 as node,
+    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+    storage::v1 as storage_api,
+};
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
+use kube_core::GroupVersionKind;
+use kube_core::discovery::Scope;
+
+use crate::keys::KeyRoot;
+use crate::resource::{
+    ALL_VERBS, DefaultStrategy, GenerationStrategy, ResourceDescriptor, Strategy,
+};
+
+pub mod apps_rules;
+pub mod core_rules;
+pub mod namespace;
+pub mod service;
+
+/// Verbs of status-like subresources.
+pub const SUB_VERBS: &[&str] = &["get", "patch", "update"];
+
+/// Maps k8s-openapi's compile-time scope to kube-core's runtime one.
+pub trait ScopeOf {
+    const SCOPE: Scope;
+}
+impl ScopeOf for NamespaceResourceScope {
+    const SCOPE: Scope = Scope::Namespaced;
+}
+impl ScopeOf for ClusterResourceScope {
+    const SCOPE: Scope = Scope::Cluster;
+}
+
+/// One catalog entry.
+pub struct Builtin {
+    pub descriptor: ResourceDescriptor,
+    pub strategy: Arc<dyn Strategy>,
+}
+
+struct Entry {
+    descriptor: ResourceDescriptor,
+    strategy: Arc<dyn Strategy>,
+}
+
+impl Entry {
+    fn new<K>(root: &KeyRoot, short: &[&'static str], cats: &[&'static str]) -> Self
+    where
+        K: k8s_openapi::Resource,
+        K::Scope: ScopeOf,
+    {
+        let gvk = GroupVersionKind::gvk(K::GROUP, K::VERSION, K::KIND);
+        Entry {
+            descriptor: ResourceDescriptor::new(
+                root,
+                gvk,
+                K::URL_PATH_SEGMENT,
+                <K::Scope as ScopeOf>::SCOPE,
+                short.to_vec(),
+                cats.to_vec(),
+                ALL_VERBS,
+            ),
+            strategy: Arc::new(DefaultStrategy),
+        }
+    }
+
+    fn strategy(mut self, s: impl Strategy) -> Self {
+        self.strategy = Arc::new(s);
+        self
+    }
+
+    fn status(mut self) -> Self {
+        self.descriptor = self.descriptor.with_subresource("status", SUB_VERBS);
+        self
+    }
+
+    fn scale(mut self) -> Self {
+        self.descriptor = self.descriptor.with_foreign_subresource(
+            "scale",
+            GroupVersionKind::gvk("autoscaling", "v1", "Scale"),
+            SUB_VERBS,
+        );
+        self
+    }
+
+    fn sub(mut self, name: &'static str, verbs: &'static [&'static str]) -> Self {
+        self.descriptor = self.descriptor.with_subresource(name, verbs);
+        self
+    }
+
+    fn done(self) -> Builtin {
+        Builtin {
+            descriptor: self.descriptor,
+            strategy: self.strategy,
+        }
+    }
+}
+
+const ALL: &[&str] = &["all"];
+
+/// Every built-in resource, in discovery order (groups as upstream lists
+/// them, resources alphabetically within a group-version).
+pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
+    use apps_rules::*;
+    use core_rules::*;
+    let r = root;
+    let entries = vec![
+        // core/v1
+        Entry::new::<core::ConfigMap>(r, &["cm"], &[]),
+        Entry::new::<core::Endpoints>(r, &["ep"], &[]).strategy(service::EndpointsStrategy),
+        Entry::new::<core::Event>(r, &["ev"], &[]).strategy(CoreEventStrategy),
+        Entry::new::<core::LimitRange>(r, &["limits"], &[]),
+        Entry::new::<core::Namespace>(r, &["ns"], &[])
+            .strategy(namespace::NamespaceStrategy)
+            .status()
+            .sub("finalize", &["update"]),
+        Entry::new::<core::Node>(r, &["no"], &[])
+            .strategy(NodeStrategy)
+            .status(),
+        Entry::new::<core::PersistentVolumeClaim>(r, &["pvc"], &[]).status(),
+        Entry::new::<core::PersistentVolume>(r, &["pv"], &[]).status(),
+        Entry::new::<core::Pod>(r, &["po"], ALL)
+            .strategy(PodStrategy)
+            .status(),
+        Entry::new::<core::PodTemplate>(r, &[], &[]),
+        Entry::new::<core::ReplicationController>(r, &["rc"], ALL)
+            .strategy(ReplicaCountStrategy)
+            .status()
+            .scale(),
+        Entry::new::<core::ResourceQuota>(r, &["quota"], &[]).status(),
+        Entry::new::<core::Secret>(r, &[], &[]).strategy(SecretStrategy),
+        Entry::new::<core::ServiceAccount>(r, &["sa"], &[]).strategy(ServiceAccountStrategy),
+        Entry::new::<core::Service>(r, &["svc"], ALL)
+            .strategy(service::ServiceStrategy)
+            .status(),
+        // apiregistration.k8s.io/v1
+        Entry::new::<apiregistration::APIService>(r, &[], &[]).status(),
+        // apps/v1
+        Entry::new::<apps::ControllerRevision>(r, &[], &[]),
+        Entry::new::<apps::DaemonSet>(r, &["ds"], ALL)
+            .strategy(GenerationStrategy)
+            .status(),
+        Entry::new::<apps::Deployment>(r, &["deploy"], ALL)
+            .strategy(DeploymentStrategy)
+            .status()
+            .scale(),
+        Entry::new::<apps::ReplicaSet>(r, &["rs"], ALL)
+            .strategy(ReplicaCountStrategy)
+            .status()
+            .scale(),
+        Entry::new::<apps::StatefulSet>(r, &["sts"], ALL)
+            .strategy(GenerationStrategy)
+            .status()
+            .scale(),
+        // events.k8s.io/v1
+        Entry::new::<events::Event>(r, &["ev"], &[]),
+        // autoscaling/v2
+        Entry::new::<autoscaling::HorizontalPodAutoscaler>(r, &["hpa"], ALL).status(),
+        // batch/v1
+        Entry::new::<batch::CronJob>(r, &["cj"], ALL)
+            .strategy(GenerationStrategy)
+            .status(),
+        Entry::new::<batch::Job>(r, &[], ALL)
+            .strategy(JobStrategy)
+            .status(),
+        // certificates.k8s.io/v1
+        Entry::new::<certificates::CertificateSigningRequest>(r, &["csr"], &[])
+            .status()
+            .sub("approval", SUB_VERBS),
+        // networking.k8s.io/v1
+        Entry::new::<networking::IngressClass>(r, &[], &[]),
+        Entry::new::<networking::Ingress>(r, &["ing"], &[])
+            .strategy(GenerationStrategy)
+            .status(),
+        Entry::new::<networking::NetworkPolicy>(r, &["netpol"], &[]).strategy(GenerationStrategy),
+        // policy/v1
+        Entry::new::<policy::PodDisruptionBudget>(r, &["pdb"], &[])
+            .strategy(GenerationStrategy)
+            .status(),
+        // rbac.authorization.k8s.io/v1
+        Entry::new::<rbac::ClusterRoleBinding>(r, &[], &[]).strategy(RbacStrategy),
+        Entry::new::<rbac::ClusterRole>(r, &[], &[]).strategy(RbacStrategy),
+        Entry::new::<rbac::RoleBinding>(r, &[], &[]).strategy(RbacStrategy),
+        Entry::new::<rbac::Role>(r, &[], &[]).strategy(RbacStrategy),
+        // storage.k8s.io/v1
+        Entry::new::<storage_api::CSIDriver>(r, &[], &[]),
+        Entry::new::<storage_api::CSINode>(r, &[], &[]),
+        Entry::new::<storage_api::CSIStorageCapacity>(r, &[], &[]),
+        Entry::new::<storage_api::StorageClass>(r, &["sc"], &[]).strategy(ReturnsObjectStrategy),
+        Entry::new::<storage_api::VolumeAttachment>(r, &[], &[]).status(),
+        // admissionregistration.k8s.io/v1
+        Entry::new::<admission::MutatingWebhookConfiguration>(r, &[], &[])
+            .strategy(GenerationStrategy),
+        Entry::new::<admission::ValidatingAdmissionPolicy>(r, &[], &[])
+            .strategy(GenerationStrategy)
+            .status(),
+        Entry::new::<admission::ValidatingAdmissionPolicyBinding>(r, &[], &[])
+            .strategy(GenerationStrategy),
+        Entry::new::<admission::ValidatingWebhookConfiguration>(r, &[], &[])
+            .strategy(GenerationStrategy),
+        // scheduling.k8s.io/v1
+        Entry::new::<scheduling::PriorityClass>(r, &["pc"], &[]),
+        // coordination.k8s.io/v1
+        Entry::new::<coordination::Lease>(r, &[], &[]),
+        // node.k8s.io/v1
+        Entry::new::<node::RuntimeClass>(r, &[], &[]),
+        // discovery.k8s.io/v1
+        Entry::new::<discovery::EndpointSlice>(r, &[], &[]),
+        // flowcontrol.apiserver.k8s.io/v1
+        Entry::new::<flowcontrol::FlowSchema>(r, &[], &[])
+            .strategy(GenerationStrategy)
+            .status(),
+        Entry::new::<flowcontrol::PriorityLevelConfiguration>(r, &[], &[])
+            .strategy(GenerationStrategy)
+            .status(),
+    ];
+    entries.into_iter().map(Entry::done).collect()
+}
+
+/// The order groups appear in discovery (upstream's priority order, most of
+/// it); groups not listed sort after, alphabetically.
+pub const GROUP_ORDER: &[&str] = &[
+    "",
+    "apiregistration.k8s.io",
+    "apps",
+    "events.k8s.io",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "autoscaling",
+    "batch",
+    "certificates.k8s.io",
+    "networking.k8s.io",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "storage.k8s.io",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "scheduling.k8s.io",
+    "coordination.k8s.io",
+    "node.k8s.io",
+    "discovery.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+    "tenancy.wsgate.io",
+];

@@ -1,0 +1,302 @@
+//! Owner-reference garbage collection inside one workspace:
+//! - Background: once an owner is gone, dependents whose owners are all gone
+//!   are deleted (and their own dependents, in turn).
+//! - Foreground: the owner carries `foregroundDeletion` while its dependents
+//!   are deleted; the finalizer is removed once none block it.
+//! - Orphan: the owner carries `orphan` until its references are stripped
+//!   from the dependents.
+//!
+//! The collector scans the owner's namespace (or the whole workspace for
+//! cluster-scoped owners) in the background; it keeps no graph yet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::{ClusterId, ClusterScope};
+use crate::metadata::{meta, meta_str};
+use crate::options::{DeleteOptions, ListOptions, Propagation};
+use crate::registry::Registry;
+use crate::resource::Object;
+use crate::store::{DeleteOutcome, ResourceStore};
+
+pub const ORPHAN_FINALIZER: &str = "orphan";
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// How long a foreground deletion waits for blocking dependents per round.
+const FOREGROUND_POLL: Duration = Duration::from_millis(500);
+
+fn owner_refs(obj: &Object) -> Vec<Value> {
+    meta(obj)
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn refers_to(obj: &Object, uid: &str) -> bool {
+    owner_refs(obj)
+        .iter()
+        .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+}
+
+/// Who the collector acts for.
+#[derive(Clone)]
+struct Owner {
+    store: Arc<ResourceStore>,
+    namespace: Option<String>,
+    name: String,
+    uid: String,
+}
+
+impl Registry {
+    /// Starts whatever collection a delete implies.
+    pub(crate) fn after_delete(
+        self: &Arc<Self>,
+        cluster: &ClusterId,
+        outcome: &DeleteOutcome,
+        propagation: Propagation,
+    ) {
+        let (obj, pending) = match outcome {
+            DeleteOutcome::Deleted(o) => (o, false),
+            DeleteOutcome::Pending(o) => (o, true),
+        };
+        let Some(store) = self.store_of(obj) else {
+            return;
+        };
+        let owner = Owner {
+            store,
+            namespace: meta_str(obj, "namespace").map(str::to_owned),
+            name: crate::metadata::name(obj).to_owned(),
+            uid: meta_str(obj, "uid").unwrap_or("").to_owned(),
+        };
+        if owner.uid.is_empty() {
+            return;
+        }
+        let finalizers = crate::metadata::finalizers(obj);
+        let this = self.clone();
+        let cluster = cluster.clone();
+        if !pending {
+            tokio::spawn(async move { this.collect_orphaned_dependents(&cluster, &owner).await });
+        } else if propagation == Propagation::Foreground
+            || finalizers.iter().any(|f| f == FOREGROUND_FINALIZER)
+        {
+            tokio::spawn(async move { this.foreground(&cluster, &owner).await });
+        } else if propagation == Propagation::Orphan
+            || finalizers.iter().any(|f| f == ORPHAN_FINALIZER)
+        {
+            tokio::spawn(async move { this.orphan(&cluster, &owner).await });
+        }
+    }
+
+    fn store_of(&self, obj: &Object) -> Option<Arc<ResourceStore>> {
+        let api_version = obj.get("apiVersion").and_then(Value::as_str)?;
+        let kind = obj.get("kind").and_then(Value::as_str)?;
+        self.resource_for_kind(api_version, kind).cloned()
+    }
+
+    /// Every object in the owner's reach that lists `owner.uid` as an owner.
+    async fn dependents(
+        &self,
+        cluster: &ClusterId,
+        owner: &Owner,
+    ) -> Vec<(Arc<ResourceStore>, Object)> {
+        let scope = ClusterScope::One(cluster.clone());
+        let mut found = Vec::new();
+        for store in self.stores() {
+            // Namespaced owners only own objects in their namespace.
+            if owner.namespace.is_some() && !store.descriptor.namespaced() {
+                continue;
+            }
+            let ns = if store.descriptor.namespaced() {
+                owner.namespace.as_deref()
+            } else {
+                None
+            };
+            match store.list(&scope, ns, &ListOptions::default()).await {
+                Ok(list) => {
+                    for item in list.items {
+                        if let Value::Object(o) = item
+                            && refers_to(&o, &owner.uid)
+                        {
+                            found.push((store.clone(), o));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, resource = %store.descriptor.qualified, "gc: listing failed")
+                }
+            }
+        }
+        found
+    }
+
+    /// Is any owner other than `gone_uid` still present with its uid?
+    async fn has_live_owner(
+        &self,
+        cluster: &ClusterId,
+        dependent: &Object,
+        gone_uid: &str,
+    ) -> bool {
+        for r in owner_refs(dependent) {
+            let uid = r.get("uid").and_then(Value::as_str).unwrap_or("");
+            if uid == gone_uid {
+                continue;
+            }
+            let (Some(av), Some(kind), Some(name)) = (
+                r.get("apiVersion").and_then(Value::as_str),
+                r.get("kind").and_then(Value::as_str),
+                r.get("name").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let Some(store) = self.resource_for_kind(av, kind) else {
+                continue;
+            };
+            let ns = if store.descriptor.namespaced() {
+                meta_str(dependent, "namespace")
+            } else {
+                None
+            };
+            if let Ok(o) = store.get(cluster, ns, name).await
+                && meta_str(&o, "uid") == Some(uid)
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    async fn collect_orphaned_dependents(self: Arc<Self>, cluster: &ClusterId, owner: &Owner) {
+        for (store, dep) in self.dependents(cluster, owner).await {
+            if self.has_live_owner(cluster, &dep, &owner.uid).await {
+                continue;
+            }
+            let opts = DeleteOptions {
+                propagation: Some(Propagation::Background),
+                precondition_uid: meta_str(&dep, "uid").map(str::to_owned),
+                ..Default::default()
+            };
+            let ns = meta_str(&dep, "namespace");
+            match self
+                .delete(&store, cluster, ns, crate::metadata::name(&dep), &opts)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code() == 404 || e.code() == 409 => {}
+                Err(e) => tracing::warn!(error = %e, "gc: deleting a dependent failed"),
+            }
+        }
+    }
+
+    async fn foreground(self: Arc<Self>, cluster: &ClusterId, owner: &Owner) {
+        loop {
+            let deps = self.dependents(cluster, owner).await;
+            let mut blocking = 0;
+            for (store, dep) in &deps {
+                let blocks = owner_refs(dep).iter().any(|r| {
+                    r.get("uid").and_then(Value::as_str) == Some(owner.uid.as_str())
+                        && r.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true)
+                });
+                if blocks {
+                    blocking += 1;
+                }
+                if meta(dep).is_some_and(|m| m.contains_key("deletionTimestamp")) {
+                    continue;
+                }
+                let opts = DeleteOptions {
+                    propagation: Some(Propagation::Foreground),
+                    ..Default::default()
+                };
+                let ns = meta_str(dep, "namespace");
+                if let Err(e) = self
+                    .delete(store, cluster, ns, crate::metadata::name(dep), &opts)
+                    .await
+                    && e.code() != 404
+                {
+                    tracing::warn!(error = %e, "gc: foreground delete of a dependent failed");
+                }
+            }
+            if blocking == 0 {
+                break;
+            }
+            tokio::time::sleep(FOREGROUND_POLL).await;
+        }
+        self.remove_finalizer(cluster, owner, FOREGROUND_FINALIZER)
+            .await;
+    }
+
+    async fn orphan(self: Arc<Self>, cluster: &ClusterId, owner: &Owner) {
+        for (store, dep) in self.dependents(cluster, owner).await {
+            let ns = meta_str(&dep, "namespace");
+            let uid = owner.uid.clone();
+            let result = store
+                .system_update(cluster, ns, crate::metadata::name(&dep), |o| {
+                    let Some(Value::Array(refs)) =
+                        crate::metadata::meta_mut(o).get_mut("ownerReferences")
+                    else {
+                        return false;
+                    };
+                    let before = refs.len();
+                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid.as_str()));
+                    let changed = refs.len() != before;
+                    if refs.is_empty() {
+                        crate::metadata::meta_mut(o).remove("ownerReferences");
+                    }
+                    changed
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "gc: orphaning a dependent failed");
+            }
+        }
+        self.remove_finalizer(cluster, owner, ORPHAN_FINALIZER)
+            .await;
+    }
+
+    /// Drops `finalizer` from the owner; the last one deletes it.
+    async fn remove_finalizer(
+        self: &Arc<Self>,
+        cluster: &ClusterId,
+        owner: &Owner,
+        finalizer: &str,
+    ) {
+        let ns = owner.namespace.as_deref();
+        let uid = owner.uid.clone();
+        let updated = owner
+            .store
+            .system_update(cluster, ns, &owner.name, |o| {
+                if meta_str(o, "uid") != Some(uid.as_str()) {
+                    return false;
+                }
+                let Some(Value::Array(f)) = crate::metadata::meta_mut(o).get_mut("finalizers")
+                else {
+                    return false;
+                };
+                let before = f.len();
+                f.retain(|x| x.as_str() != Some(finalizer));
+                f.len() != before
+            })
+            .await;
+        match updated {
+            Ok(Some(o))
+                if crate::metadata::finalizers(&o).is_empty()
+                    && meta(&o).is_some_and(|m| m.contains_key("deletionTimestamp")) =>
+            {
+                if let Err(e) = owner.store.system_delete(cluster, ns, &owner.name).await {
+                    tracing::warn!(error = %e, "gc: removing a finalized owner failed");
+                } else {
+                    let this = self.clone();
+                    let cluster = cluster.clone();
+                    let owner = owner.clone();
+                    tokio::spawn(async move {
+                        this.collect_orphaned_dependents(&cluster, &owner).await
+                    });
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "gc: removing a finalizer failed"),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Namespace deletion: DELETE marks the namespace Terminating and returns
+//! it; a background task deletes its content (honouring finalizers), then
+//! removes the `kubernetes` finalizer and the namespace itself. Interrupted
+//! deletions resume at start-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use storage::RangeRequest;
+
+use crate::builtin::namespace::{IMMORTAL, KUBERNETES_FINALIZER};
+use crate::cluster::{ClusterId, ClusterScope};
+use crate::metadata::{meta, meta_mut, now_rfc3339};
+use crate::options::{DeleteOptions, ListOptions, Propagation};
+use crate::registry::Registry;
+use crate::resource::Object;
+use crate::status::{ApiError, ApiResult};
+use crate::store::{DeleteOutcome, ResourceStore};
+
+/// Pause between purge rounds while finalizers hold objects back.
+const PURGE_RETRY: Duration = Duration::from_secs(1);
+
+const STILL_TERMINATING: &str = "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.";
+
+fn terminating(obj: &Object) -> bool {
+    meta(obj).is_some_and(|m| m.contains_key("deletionTimestamp"))
+}
+
+impl Registry {
+    fn namespaces_store(&self) -> Option<&Arc<ResourceStore>> {
+        self.resource("", "v1", "namespaces")
+    }
+
+    pub(crate) async fn delete_namespace(
+        self: &Arc<Self>,
+        rs: &Arc<ResourceStore>,
+        cluster: &ClusterId,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Object> {
+        if IMMORTAL.contains(&name) {
+            return Err(ApiError::forbidden(
+                &rs.descriptor.qualified,
+                name,
+                "this namespace may not be deleted",
+            ));
+        }
+        let current = rs.get(cluster, None, name).await?;
+        if terminating(&current) {
+            return Err(ApiError::conflict(
+                &rs.descriptor.qualified,
+                name,
+                STILL_TERMINATING,
+            ));
+        }
+        if let Some(pre) = opts.precondition_uid.as_deref().filter(|u| !u.is_empty()) {
+            let uid = crate::metadata::meta_str(&current, "uid").unwrap_or("");
+            if pre != uid {
+                return Err(ApiError::conflict(
+                    &rs.descriptor.qualified,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {pre}, UID in object meta: {uid}"
+                    ),
+                ));
+            }
+        }
+        if opts.dry_run {
+            return Ok(current);
+        }
+        let marked = rs
+            .system_update(cluster, None, name, |o| {
+                if terminating(o) {
+                    return false;
+                }
+                let m = meta_mut(o);
+                m.insert("deletionTimestamp".into(), now_rfc3339().into());
+                m.insert("deletionGracePeriodSeconds".into(), 0.into());
+                o.insert("status".into(), json!({"phase": "Terminating"}));
+                true
+            })
+            .await?
+            .ok_or_else(|| ApiError::not_found(&rs.descriptor.qualified, name))?;
+        let this = self.clone();
+        let cluster = cluster.clone();
+        let ns = name.to_owned();
+        tokio::spawn(async move { this.purge_namespace(cluster, ns).await });
+        Ok(marked)
+    }
+
+    /// Deletes a terminating namespace's content, then the namespace.
+    async fn purge_namespace(self: Arc<Self>, cluster: ClusterId, namespace: String) {
+        let scope = ClusterScope::One(cluster.clone());
+        let opts = DeleteOptions {
+            propagation: Some(Propagation::Background),
+            ..Default::default()
+        };
+        loop {
+            let mut remaining = 0usize;
+            for store in self.stores().iter().filter(|s| s.descriptor.namespaced()) {
+                let list = match store
+                    .list(&scope, Some(&namespace), &ListOptions::default())
+                    .await
+                {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %namespace, "namespace purge: list failed");
+                        remaining += 1;
+                        continue;
+                    }
+                };
+                for item in list.items {
+                    let Value::Object(obj) = item else { continue };
+                    let name = crate::metadata::name(&obj).to_owned();
+                    // Objects of a namespace are deleted with it: no per-object
+                    // collection is started.
+                    match store.delete(&cluster, Some(&namespace), &name, &opts).await {
+                        Ok(DeleteOutcome::Pending(_)) => remaining += 1,
+                        Ok(DeleteOutcome::Deleted(_)) => {}
+                        Err(e) if e.code() == 404 => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, %namespace, name, "namespace purge: delete failed");
+                            remaining += 1;
+                        }
+                    }
+                }
+            }
+            if remaining == 0 {
+                break;
+            }
+            tokio::time::sleep(PURGE_RETRY).await;
+        }
+        let Some(ns_store) = self.namespaces_store() else {
+            return;
+        };
+        let finalized = ns_store
+            .system_update(&cluster, None, &namespace, |o| {
+                let Some(Value::Array(f)) = o.get_mut("spec").and_then(|s| s.get_mut("finalizers"))
+                else {
+                    return false;
+                };
+                let before = f.len();
+                f.retain(|x| x.as_str() != Some(KUBERNETES_FINALIZER));
+                f.len() != before
+            })
+            .await;
+        match finalized {
+            Ok(Some(o)) if crate::metadata::finalizers(&o).is_empty() => {
+                if let Err(e) = ns_store.system_delete(&cluster, None, &namespace).await {
+                    tracing::warn!(error = %e, %namespace, "namespace purge: final delete failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, %namespace, "namespace purge: finalize failed"),
+        }
+    }
+
+    /// PUT `namespaces/<n>/finalize`: replaces `spec.finalizers`; a
+    /// terminating namespace with none left is removed.
+    pub async fn finalize_namespace(
+        &self,
+        cluster: &ClusterId,
+        name: &str,
+        body: &Object,
+    ) -> ApiResult<Object> {
+        let Some(rs) = self.namespaces_store() else {
+            return Err(ApiError::route_not_found());
+        };
+        let finalizers = body
+            .get("spec")
+            .and_then(|s| s.get("finalizers"))
+            .cloned()
+            .unwrap_or(json!([]));
+        let updated = rs
+            .system_update(cluster, None, name, |o| {
+                let spec = o.entry("spec").or_insert_with(|| json!({}));
+                if spec.get("finalizers") == Some(&finalizers) {
+                    return false;
+                }
+                if let Value::Object(s) = spec {
+                    s.insert("finalizers".into(), finalizers.clone());
+                }
+                true
+            })
+            .await?
+            .ok_or_else(|| ApiError::not_found(&rs.descriptor.qualified, name))?;
+        let no_spec_finalizers = updated
+            .get("spec")
+            .and_then(|s| s.get("finalizers"))
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty());
+        if terminating(&updated)
+            && no_spec_finalizers
+            && crate::metadata::finalizers(&updated).is_empty()
+        {
+            rs.system_delete(cluster, None, name).await?;
+        }
+        Ok(updated)
+    }
+
+    /// Restarts purges that a previous process left unfinished.
+    pub(crate) fn resume_namespace_deletions(self: Arc<Self>) {
+        tokio::spawn(async move {
+            let Some(rs) = self.namespaces_store().cloned() else {
+                return;
+            };
+            let prefix = rs.descriptor.prefix.as_bytes().to_vec();
+            let resp = match self.ctx_store().range(RangeRequest::prefix(prefix)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not scan for terminating namespaces");
+                    return;
+                }
+            };
+            for kv in resp.kvs {
+                let Some(k) = rs.descriptor.prefix.parse(&kv.key, false) else {
+                    continue;
+                };
+                let Some(cluster) = ClusterId::parse(k.cluster) else {
+                    continue;
+                };
+                let name = k.name.to_owned();
+                let Ok(obj) = crate::store::decode(&kv) else {
+                    continue;
+                };
+                if terminating(&obj) {
+                    tracing::info!(%cluster, namespace = name, "resuming namespace deletion");
+                    let this = self.clone();
+                    tokio::spawn(async move { this.purge_namespace(cluster, name).await });
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,1215 @@
+//! The generic registry: one [`ResourceStore`] per served resource, built
+//! from its descriptor, its strategy and the storage engine. It implements
+//! every verb with Kubernetes semantics; per-type rules come only from the
+//! strategy, and keys only from the descriptor's [`crate::keys::ResourcePrefix`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use storage::{KeyValue, RangeRequest, Revision, Store};
+
+use crate::cluster::{ClusterId, ClusterScope};
+use crate::keys::ResourcePrefix;
+use crate::metadata::{self, meta, meta_mut, meta_str};
+use crate::options::{
+    ContinueToken, DeleteOptions, ListOptions, Propagation, ReadFrom, WriteOptions,
+};
+use crate::resource::{ImplicitContext, Object, ResourceDescriptor, Strategy};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::{self, ApiError, ApiResult, Reason};
+use crate::validation::FieldError;
+use crate::workspace::WorkspaceIndex;
+
+/// How often a write that lost an unconditional race is retried.
+const MAX_UPDATE_RETRIES: usize = 16;
+/// How many times a generated name is re-rolled on collision.
+const GENERATE_NAME_RETRIES: usize = 8;
+/// How long a read "not older than X" waits for X before 504.
+const WAIT_FOR_REVISION: Duration = Duration::from_secs(3);
+
+/// What every resource store shares: the engine, the workspace index (for
+/// implicit objects), and where namespaces live (for existence checks).
+pub struct StoreContext {
+    pub store: Arc<dyn Store>,
+    pub workspaces: Arc<WorkspaceIndex>,
+    pub namespaces: ResourcePrefix,
+    pub advertise_address: String,
+}
+
+/// Which patch format a PATCH carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+    /// Server-side apply. Approximated for now: create when absent, else a
+    /// strategic (built-ins) merge of the applied configuration; field
+    /// ownership and conflicts are not tracked yet.
+    Apply,
+}
+
+/// Which part of an object a write targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subresource {
+    Main,
+    Status,
+    Scale,
+}
+
+/// A page of a list.
+#[derive(Clone, Debug)]
+pub struct ListResult {
+    pub items: Vec<Value>,
+    pub resource_version: Revision,
+    pub continue_token: Option<String>,
+    pub remaining_item_count: Option<i64>,
+}
+
+/// The outcome of a delete.
+#[derive(Clone, Debug)]
+pub enum DeleteOutcome {
+    /// Gone now; the last state, stamped with the delete revision.
+    Deleted(Object),
+    /// Still present (finalizers remain); the object with deletionTimestamp.
+    Pending(Object),
+}
+
+/// A stored (or implicit) object and the revision guards need.
+struct Current {
+    obj: Object,
+    /// `None` for implicit objects that were never written.
+    mod_revision: Option<Revision>,
+}
+
+/// Parsed selectors of one request.
+pub struct Filter {
+    label: LabelSelector,
+    field: FieldSelector,
+    /// For wildcard reads narrowed to one namespace (cannot use the key).
+    namespace: Option<String>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.label.is_empty() && self.field.is_empty() && self.namespace.is_none()
+    }
+}
+
+pub struct ResourceStore {
+    pub descriptor: Arc<ResourceDescriptor>,
+    pub strategy: Arc<dyn Strategy>,
+    ctx: Arc<StoreContext>,
+}
+
+pub fn decode(kv: &KeyValue) -> ApiResult<Object> {
+    let mut obj: Object = serde_json::from_slice(&kv.value).map_err(|e| {
+        tracing::error!(key = %String::from_utf8_lossy(&kv.key), error = %e, "undecodable object in storage");
+        ApiError::internal(format!("Internal error occurred: stored object is not valid JSON: {e}"))
+    })?;
+    set_rv(&mut obj, kv.mod_revision);
+    Ok(obj)
+}
+
+fn set_rv(obj: &mut Object, rev: Revision) {
+    meta_mut(obj).insert("resourceVersion".into(), rev.to_string().into());
+}
+
+/// The stored form: the object without its resourceVersion (that is the
+/// storage revision, added on every read).
+fn encode(obj: &Object) -> ApiResult<Bytes> {
+    let rv = meta(obj).and_then(|m| m.get("resourceVersion"));
+    let bytes = if rv.is_some() {
+        let mut copy = obj.clone();
+        meta_mut(&mut copy).remove("resourceVersion");
+        serde_json::to_vec(&copy)
+    } else {
+        serde_json::to_vec(obj)
+    };
+    bytes
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("Internal error occurred: {e}")))
+}
+
+fn without_rv(obj: &Object) -> Object {
+    let mut o = obj.clone();
+    meta_mut(&mut o).remove("resourceVersion");
+    o
+}
+
+impl ResourceStore {
+    pub fn new(
+        descriptor: Arc<ResourceDescriptor>,
+        strategy: Arc<dyn Strategy>,
+        ctx: Arc<StoreContext>,
+    ) -> Self {
+        ResourceStore {
+            descriptor,
+            strategy,
+            ctx,
+        }
+    }
+
+    fn qr(&self) -> &status::QualifiedResource {
+        &self.descriptor.qualified
+    }
+
+    fn key(&self, cluster: &ClusterId, namespace: Option<&str>, name: &str) -> ApiResult<Vec<u8>> {
+        if let Some(p) = crate::validation::path_segment_problem(name).filter(|_| !name.is_empty())
+        {
+            return Err(ApiError::bad_request(format!(
+                "invalid resource name {name:?}: {p}"
+            )));
+        }
+        if name.is_empty() {
+            return Err(ApiError::bad_request("resource name may not be empty"));
+        }
+        let ns = if self.descriptor.namespaced() {
+            Some(namespace.ok_or_else(|| {
+                ApiError::bad_request("a namespace is required for this resource")
+            })?)
+        } else {
+            None
+        };
+        Ok(self.descriptor.prefix.object_key(cluster, ns, name))
+    }
+
+    fn implicit(&self, cluster: &ClusterId, namespace: Option<&str>) -> Vec<Object> {
+        let Some(info) = self.ctx.workspaces.info_by_id(cluster) else {
+            return Vec::new();
+        };
+        let ctx = ImplicitContext {
+            cluster: cluster.as_str(),
+            created: &info.created,
+            revision: info.revision,
+            advertise_address: &self.ctx.advertise_address,
+        };
+        self.strategy.implicit_objects(&ctx, namespace)
+    }
+
+    async fn current(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Option<Current>> {
+        let key = self.key(cluster, namespace, name)?;
+        let resp = self
+            .ctx
+            .store
+            .get(&key, None)
+            .await
+            .map_err(|e| status::interpret_get_error(e, self.qr(), name))?;
+        match resp.kv {
+            Some(kv) => Ok(Some(Current {
+                obj: decode(&kv)?,
+                mod_revision: Some(kv.mod_revision),
+            })),
+            None => Ok(self
+                .implicit(cluster, namespace)
+                .into_iter()
+                .find(|o| metadata::name(o) == name)
+                .map(|obj| Current {
+                    obj,
+                    mod_revision: None,
+                })),
+        }
+    }
+
+    // ---------------------------------------------------------------- get
+
+    pub async fn get(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Object> {
+        match self.current(cluster, namespace, name).await? {
+            Some(c) => Ok(c.obj),
+            None => Err(ApiError::not_found(self.qr(), name)),
+        }
+    }
+
+    // --------------------------------------------------------------- list
+
+    pub fn filter(
+        &self,
+        opts: &ListOptions,
+        scope: &ClusterScope,
+        namespace: Option<&str>,
+    ) -> ApiResult<Filter> {
+        let label = match opts.label_selector.as_deref() {
+            Some(s) => LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
+            None => LabelSelector::everything(),
+        };
+        let field = match opts.field_selector.as_deref() {
+            Some(s) => FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
+            None => FieldSelector::everything(),
+        };
+        let allowed = self.strategy.selectable_fields();
+        for r in field.requirements() {
+            let f = r.field.as_str();
+            if f != "metadata.name" && f != "metadata.namespace" && !allowed.contains(&f) {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {f}"
+                )));
+            }
+        }
+        let namespace = match scope {
+            ClusterScope::All => namespace.map(str::to_owned),
+            ClusterScope::One(_) => None,
+        };
+        Ok(Filter {
+            label,
+            field,
+            namespace,
+        })
+    }
+
+    pub(crate) fn matches(&self, filter: &Filter, obj: &Object) -> bool {
+        if let Some(ns) = &filter.namespace
+            && meta_str(obj, "namespace") != Some(ns.as_str())
+        {
+            return false;
+        }
+        if !filter.label.matches(
+            meta(obj)
+                .and_then(|m| m.get("labels"))
+                .and_then(Value::as_object),
+        ) {
+            return false;
+        }
+        if filter.field.is_empty() {
+            return true;
+        }
+        // Field selectors look at a Value; objects are maps, so wrap once.
+        let v = Value::Object(obj.clone());
+        filter
+            .field
+            .matches(&|f: &str| self.strategy.field_value(&v, f))
+    }
+
+    async fn resolve_read(&self, from: ReadFrom) -> ApiResult<Option<Revision>> {
+        match from {
+            ReadFrom::Latest | ReadFrom::Any => Ok(None),
+            ReadFrom::Exact(x) => Ok(Some(x)),
+            ReadFrom::NotOlderThan(x) => {
+                self.wait_for_revision(x).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn wait_for_revision(&self, x: Revision) -> ApiResult<()> {
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_REVISION;
+        loop {
+            let current = self
+                .ctx
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| status::interpret_list_error(e, self.qr()))?;
+            if current >= x {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::too_large_resource_version(x, current));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn list(
+        &self,
+        scope: &ClusterScope,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ListResult> {
+        let from = opts.list_read_from()?;
+        let filter = self.filter(opts, scope, namespace)?;
+        self.list_filtered(scope, namespace, opts, from, &filter)
+            .await
+    }
+
+    async fn list_filtered(
+        &self,
+        scope: &ClusterScope,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+        from: ReadFrom,
+        filter: &Filter,
+    ) -> ApiResult<ListResult> {
+        let collection = self.descriptor.prefix.collection(scope, namespace);
+        let limit = opts.limit();
+        let token = match opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
+            Some(t) => Some(ContinueToken::decode(t, scope, self.descriptor.plural())?),
+            None => None,
+        };
+        let (mut revision, mut req) = match &token {
+            Some(t) => {
+                let mut start = collection.clone();
+                start.extend_from_slice(t.start.as_bytes());
+                (
+                    Some(t.revision),
+                    RangeRequest::prefix(collection.clone()).starting_after(&start),
+                )
+            }
+            None => (
+                self.resolve_read(from).await?,
+                RangeRequest::prefix(collection.clone()),
+            ),
+        };
+        let continuing = token.is_some();
+        let mut items: Vec<(Vec<u8>, Object)> = Vec::new();
+        let mut more = false;
+        let mut remaining = None;
+        let mut read_revision;
+        loop {
+            if let Some(r) = revision {
+                req = req.at_revision(r);
+            }
+            if limit > 0 {
+                req = req.limit(limit.max(items.len() + 1) - items.len());
+            }
+            let resp = self.ctx.store.range(req.clone()).await.map_err(|e| match e {
+                storage::Error::Compacted { .. } if continuing => ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue value from the response to continue listing.",
+                ),
+                e => status::interpret_list_error(e, self.qr()),
+            })?;
+            read_revision = resp.revision;
+            revision = Some(resp.revision);
+            let mut last_key = None;
+            let n = resp.kvs.len();
+            for (i, kv) in resp.kvs.iter().enumerate() {
+                last_key = Some(kv.key.clone());
+                if self
+                    .descriptor
+                    .prefix
+                    .parse(&kv.key, self.descriptor.namespaced())
+                    .is_none()
+                {
+                    continue;
+                }
+                let obj = decode(kv)?;
+                if self.matches(filter, &obj) {
+                    items.push((kv.key.to_vec(), obj));
+                    if limit > 0 && items.len() == limit {
+                        more = i + 1 < n || resp.more;
+                        if more && filter.is_empty() {
+                            remaining = Some(resp.count - (i as i64 + 1));
+                        }
+                        break;
+                    }
+                }
+            }
+            if (limit > 0 && items.len() == limit) || !resp.more {
+                break;
+            }
+            match last_key {
+                Some(k) => req = req.starting_after(&k),
+                None => break,
+            }
+        }
+        if let ClusterScope::One(cluster) = scope {
+            self.merge_implicit(
+                cluster,
+                namespace,
+                filter,
+                token.as_ref(),
+                &collection,
+                limit,
+                &mut items,
+                &mut more,
+            )
+            .await?;
+        }
+        let continue_token = if more {
+            let last = items.last().map(|(k, _)| k.clone()).unwrap_or_default();
+            let start = String::from_utf8_lossy(last.get(collection.len()..).unwrap_or_default())
+                .into_owned();
+            Some(
+                ContinueToken {
+                    revision: read_revision,
+                    start,
+                }
+                .encode(scope, self.descriptor.plural()),
+            )
+        } else {
+            None
+        };
+        Ok(ListResult {
+            items: items.into_iter().map(|(_, o)| Value::Object(o)).collect(),
+            resource_version: read_revision,
+            continue_token,
+            remaining_item_count: if more { remaining } else { None },
+        })
+    }
+
+    /// Adds implicit objects (default namespaces, the `kubernetes` Service)
+    /// that were never written, in key order, keeping the page size.
+    #[allow(clippy::too_many_arguments)]
+    async fn merge_implicit(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        filter: &Filter,
+        token: Option<&ContinueToken>,
+        collection: &[u8],
+        limit: usize,
+        items: &mut Vec<(Vec<u8>, Object)>,
+        more: &mut bool,
+    ) -> ApiResult<()> {
+        let implicit = self.implicit(cluster, namespace);
+        if implicit.is_empty() {
+            return Ok(());
+        }
+        let start: Option<Vec<u8>> = token.map(|t| {
+            let mut s = collection.to_vec();
+            s.extend_from_slice(t.start.as_bytes());
+            s
+        });
+        let page_end = if *more {
+            items.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        let mut added = false;
+        for obj in implicit {
+            let ns = meta_str(&obj, "namespace");
+            let key = self
+                .descriptor
+                .prefix
+                .object_key(cluster, ns, metadata::name(&obj));
+            if start.as_ref().is_some_and(|s| key <= *s)
+                || page_end.as_ref().is_some_and(|e| key > *e)
+            {
+                continue;
+            }
+            if !self.matches(filter, &obj) || items.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            let stored = self
+                .ctx
+                .store
+                .get(&key, None)
+                .await
+                .map_err(|e| status::interpret_list_error(e, self.qr()))?;
+            if stored.kv.is_none() {
+                items.push((key, obj));
+                added = true;
+            }
+        }
+        if added {
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            if limit > 0 && items.len() > limit {
+                items.truncate(limit);
+                *more = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The list body for `result`.
+    pub fn list_object(&self, result: ListResult) -> Value {
+        let mut meta = Map::new();
+        meta.insert(
+            "resourceVersion".into(),
+            result.resource_version.to_string().into(),
+        );
+        if let Some(c) = result.continue_token {
+            meta.insert("continue".into(), c.into());
+        }
+        if let Some(r) = result.remaining_item_count {
+            meta.insert("remainingItemCount".into(), r.into());
+        }
+        let mut list = Map::new();
+        list.insert("kind".into(), self.descriptor.list_kind.clone().into());
+        list.insert("apiVersion".into(), self.descriptor.api_version().into());
+        list.insert("metadata".into(), Value::Object(meta));
+        list.insert("items".into(), Value::Array(result.items));
+        Value::Object(list)
+    }
+
+    // ------------------------------------------------------------- create
+
+    /// Checks that `namespace` exists and is not terminating.
+    async fn check_namespace(&self, cluster: &ClusterId, namespace: &str) -> ApiResult<()> {
+        let key = self.ctx.namespaces.object_key(cluster, None, namespace);
+        let ns_qr = status::QualifiedResource::new("", "namespaces");
+        let resp = self
+            .ctx
+            .store
+            .get(&key, None)
+            .await
+            .map_err(|e| status::interpret_get_error(e, &ns_qr, namespace))?;
+        match resp.kv {
+            None if crate::builtin::namespace::IMPLICIT.contains(&namespace) => Ok(()),
+            None => Err(ApiError::not_found(&ns_qr, namespace)),
+            Some(kv) => {
+                let ns = decode(&kv)?;
+                if meta(&ns).is_some_and(|m| m.contains_key("deletionTimestamp")) {
+                    let mut e = ApiError::forbidden(
+                        self.qr(),
+                        "",
+                        &format!(
+                            "unable to create new content in namespace {namespace} because it is being terminated"
+                        ),
+                    );
+                    e.message = format!(
+                        "{} \"\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                        self.qr()
+                    );
+                    if let Some(d) = e.details.as_mut() {
+                        d.causes.push(serde_json::json!({
+                            "reason": "NamespaceTerminating",
+                            "message": format!("namespace {namespace} is being terminated"),
+                            "field": "metadata.namespace",
+                        }));
+                    }
+                    Err(e)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    pub async fn create(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        mut obj: Object,
+        opts: &WriteOptions,
+    ) -> ApiResult<Object> {
+        let generated = metadata::meta_str(&obj, "name").is_none_or(str::is_empty);
+        metadata::before_create(
+            &self.descriptor,
+            self.strategy.as_ref(),
+            namespace,
+            &mut obj,
+        )?;
+        let ns = meta_str(&obj, "namespace").map(str::to_owned);
+        if let Some(ns) = ns.as_deref() {
+            self.check_namespace(cluster, ns).await?;
+        }
+        for attempt in 0.. {
+            let name = metadata::name(&obj).to_owned();
+            let key = self.key(cluster, ns.as_deref(), &name)?;
+            let implicit_clash = self
+                .implicit(cluster, ns.as_deref())
+                .iter()
+                .any(|o| metadata::name(o) == name);
+            if implicit_clash {
+                let stored = self
+                    .ctx
+                    .store
+                    .get(&key, None)
+                    .await
+                    .map_err(|e| status::interpret_get_error(e, self.qr(), &name))?;
+                if stored.kv.is_none() {
+                    return Err(ApiError::already_exists(self.qr(), &name));
+                }
+            }
+            if opts.dry_run {
+                let exists = self
+                    .ctx
+                    .store
+                    .get(&key, None)
+                    .await
+                    .map_err(|e| status::interpret_get_error(e, self.qr(), &name))?;
+                if exists.kv.is_some() {
+                    return Err(ApiError::already_exists(self.qr(), &name));
+                }
+                return Ok(obj);
+            }
+            let bytes = encode(&obj)?;
+            match self.ctx.store.create(&key, bytes, None).await {
+                Ok(kv) => {
+                    set_rv(&mut obj, kv.mod_revision);
+                    return Ok(obj);
+                }
+                Err(storage::Error::AlreadyExists { .. })
+                    if generated && attempt < GENERATE_NAME_RETRIES =>
+                {
+                    let base = meta_str(&obj, "generateName").unwrap_or("").to_owned();
+                    meta_mut(&mut obj).insert("name".into(), metadata::generate_name(&base).into());
+                }
+                Err(e) => return Err(status::interpret_create_error(e, self.qr(), &name)),
+            }
+        }
+        unreachable!("the create loop returns")
+    }
+
+    // ------------------------------------------------------------- update
+
+    /// PUT. Returns the stored object and whether it was created.
+    pub async fn update(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+        mut new: Object,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> ApiResult<(Object, bool)> {
+        match meta_str(&new, "name") {
+            None | Some("") => {
+                meta_mut(&mut new).insert("name".into(), name.into());
+            }
+            Some(n) if n != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            _ => {}
+        }
+        for _ in 0..MAX_UPDATE_RETRIES {
+            let Some(current) = self.current(cluster, namespace, name).await? else {
+                return Err(ApiError::not_found(self.qr(), name));
+            };
+            let candidate = if sub == Subresource::Scale {
+                self.apply_scale(&current.obj, &new)?
+            } else {
+                new.clone()
+            };
+            let conditional = self.check_precondition(&candidate, &current, name)?;
+            match self
+                .try_update(cluster, namespace, name, current, candidate, sub, opts)
+                .await?
+            {
+                Some(done) => return Ok((done, false)),
+                None if conditional => return Err(ApiError::modified(self.qr(), name)),
+                None => continue,
+            }
+        }
+        Err(ApiError::modified(self.qr(), name))
+    }
+
+    /// Enforces a resourceVersion in `new`; returns whether it was conditional.
+    fn check_precondition(&self, new: &Object, current: &Current, name: &str) -> ApiResult<bool> {
+        match meta_str(new, "resourceVersion").filter(|s| !s.is_empty()) {
+            Some(rv) => {
+                let current_rv = meta_str(&current.obj, "resourceVersion").unwrap_or("");
+                if rv != current_rv {
+                    return Err(ApiError::modified(self.qr(), name));
+                }
+                Ok(true)
+            }
+            None if self.strategy.allow_unconditional_update() => Ok(false),
+            None => Err(ApiError::invalid(
+                &self.descriptor.gvk.group,
+                &self.descriptor.gvk.kind,
+                name,
+                &[FieldError::invalid(
+                    "metadata.resourceVersion",
+                    Value::String("0x0".into()),
+                    "must be specified for an update",
+                )],
+            )),
+        }
+    }
+
+    /// One guarded write. `Ok(None)` means the object changed underneath.
+    #[allow(clippy::too_many_arguments)]
+    async fn try_update(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+        current: Current,
+        mut new: Object,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> ApiResult<Option<Object>> {
+        metadata::before_update(
+            &self.descriptor,
+            self.strategy.as_ref(),
+            namespace,
+            &mut new,
+            &current.obj,
+            sub == Subresource::Status,
+        )?;
+        let key = self.key(cluster, namespace, name)?;
+        // The write that removes the last finalizer of a deleted object deletes it.
+        let deleting = meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));
+        if deleting && metadata::finalizers(&new).is_empty() {
+            if opts.dry_run {
+                return Ok(Some(new));
+            }
+            let Some(rev) = current.mod_revision else {
+                return Ok(Some(new));
+            };
+            return match self.ctx.store.delete(&key, Some(rev)).await {
+                Ok(resp) => {
+                    set_rv(&mut new, resp.revision);
+                    Ok(Some(new))
+                }
+                Err(storage::Error::Conflict { .. }) => Ok(None),
+                Err(e) => Err(status::interpret_delete_error(e, self.qr(), name)),
+            };
+        }
+        if current.mod_revision.is_some() && without_rv(&new) == without_rv(&current.obj) {
+            // No change: no write, no new revision (kubectl apply no-ops).
+            return Ok(Some(current.obj));
+        }
+        if opts.dry_run {
+            return Ok(Some(new));
+        }
+        let bytes = encode(&new)?;
+        let result = match current.mod_revision {
+            Some(rev) => self.ctx.store.update(&key, bytes, rev, None).await,
+            None => self.ctx.store.create(&key, bytes, None).await,
+        };
+        match result {
+            Ok(kv) => {
+                set_rv(&mut new, kv.mod_revision);
+                Ok(Some(new))
+            }
+            Err(
+                storage::Error::Conflict { .. }
+                | storage::Error::AlreadyExists { .. }
+                | storage::Error::NotFound { .. },
+            ) => Ok(None),
+            Err(e) => Err(status::interpret_update_error(e, self.qr(), name)),
+        }
+    }
+
+    // -------------------------------------------------------------- patch
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+        kind: PatchKind,
+        patch: &Value,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> ApiResult<(Object, bool)> {
+        if kind == PatchKind::Apply {
+            if opts.field_manager.as_deref().is_none_or(str::is_empty) {
+                return Err(ApiError::invalid(
+                    "",
+                    "PatchOptions",
+                    "",
+                    &[FieldError::required(
+                        "fieldManager",
+                        "is required for apply patch",
+                    )],
+                ));
+            }
+        } else if opts.force.is_some() {
+            return Err(ApiError::invalid(
+                "",
+                "PatchOptions",
+                "",
+                &[FieldError::forbidden(
+                    "force",
+                    "may not be specified for non-apply patch",
+                )],
+            ));
+        }
+        for _ in 0..MAX_UPDATE_RETRIES {
+            let current = self.current(cluster, namespace, name).await?;
+            let Some(current) = current else {
+                if kind == PatchKind::Apply && sub == Subresource::Main {
+                    let obj = patch
+                        .as_object()
+                        .cloned()
+                        .ok_or_else(|| ApiError::bad_request("apply patch must be an object"))?;
+                    if meta_str(&obj, "name").is_some_and(|n| n != name) {
+                        return Err(ApiError::bad_request(format!(
+                            "the name of the object ({}) does not match the name on the URL ({name})",
+                            meta_str(&obj, "name").unwrap_or("")
+                        )));
+                    }
+                    let mut obj = obj;
+                    meta_mut(&mut obj).insert("name".into(), name.into());
+                    return self
+                        .create(cluster, namespace, obj, opts)
+                        .await
+                        .map(|o| (o, true));
+                }
+                return Err(ApiError::not_found(self.qr(), name));
+            };
+            let target = if sub == Subresource::Scale {
+                self.scale_of(&current.obj)?
+            } else {
+                current.obj.clone()
+            };
+            let target_value = Value::Object(target);
+            let patched = self.apply_patch(kind, &target_value, patch)?;
+            let Value::Object(mut patched) = patched else {
+                return Err(ApiError::bad_request(
+                    "the patched object is not a JSON object",
+                ));
+            };
+            if sub == Subresource::Scale {
+                patched = self.apply_scale(&current.obj, &patched)?;
+            }
+            // A resourceVersion the patch carries is a precondition; one it
+            // left alone means "retry on conflict".
+            let conditional = match (
+                meta_str(&patched, "resourceVersion"),
+                meta_str(&current.obj, "resourceVersion"),
+            ) {
+                (Some(p), Some(c)) if p == c => false,
+                (None, _) => false,
+                _ => return Err(ApiError::modified(self.qr(), name)),
+            };
+            match self
+                .try_update(cluster, namespace, name, current, patched, sub, opts)
+                .await?
+            {
+                Some(done) => return Ok((done, false)),
+                None if conditional => return Err(ApiError::modified(self.qr(), name)),
+                None => continue,
+            }
+        }
+        Err(ApiError::modified(self.qr(), name))
+    }
+
+    fn apply_patch(&self, kind: PatchKind, doc: &Value, patch: &Value) -> ApiResult<Value> {
+        let result = match kind {
+            PatchKind::Json => crate::patch::json_patch(doc, patch),
+            PatchKind::Merge => Ok(crate::patch::merge_patch(doc, patch)),
+            PatchKind::Strategic | PatchKind::Apply => {
+                crate::patch::strategic_merge_patch(doc, patch, &self.descriptor.gvk)
+            }
+        };
+        result.map_err(|e| {
+            let reason = match e.code() {
+                400 => Reason::BadRequest,
+                415 => Reason::UnsupportedMediaType,
+                _ => Reason::Invalid,
+            };
+            ApiError::new(reason, e.to_string())
+        })
+    }
+
+    // -------------------------------------------------------------- scale
+
+    /// The autoscaling/v1 Scale view of a parent object.
+    pub fn scale_of(&self, parent: &Object) -> ApiResult<Object> {
+        let m = meta(parent).cloned().unwrap_or_default();
+        let mut smeta = Map::new();
+        for f in [
+            "name",
+            "namespace",
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+        ] {
+            if let Some(v) = m.get(f) {
+                smeta.insert(f.into(), v.clone());
+            }
+        }
+        let spec_replicas = parent
+            .get("spec")
+            .and_then(|s| s.get("replicas"))
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let status_replicas = parent
+            .get("status")
+            .and_then(|s| s.get("replicas"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let selector = parent
+            .get("spec")
+            .and_then(|s| s.get("selector"))
+            .map(|s| {
+                // Apps types use a LabelSelector object; RCs a plain map.
+                let as_selector =
+                    if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() {
+                        s.clone()
+                    } else {
+                        serde_json::json!({"matchLabels": s})
+                    };
+                LabelSelector::from_json(&as_selector)
+                    .map(|l| l.to_string())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        let mut status = Map::new();
+        status.insert("replicas".into(), status_replicas.into());
+        if !selector.is_empty() {
+            status.insert("selector".into(), selector.into());
+        }
+        let mut scale = Map::new();
+        scale.insert("kind".into(), "Scale".into());
+        scale.insert("apiVersion".into(), "autoscaling/v1".into());
+        scale.insert("metadata".into(), Value::Object(smeta));
+        scale.insert(
+            "spec".into(),
+            serde_json::json!({"replicas": spec_replicas}),
+        );
+        scale.insert("status".into(), Value::Object(status));
+        Ok(scale)
+    }
+
+    /// The parent with `spec.replicas` (and the precondition) from `scale`.
+    fn apply_scale(&self, parent: &Object, scale: &Object) -> ApiResult<Object> {
+        let replicas = scale
+            .get("spec")
+            .and_then(|s| s.get("replicas"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if replicas < 0 {
+            return Err(ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                metadata::name(parent),
+                &[FieldError::invalid(
+                    "spec.replicas",
+                    replicas,
+                    "must be greater than or equal to 0",
+                )],
+            ));
+        }
+        let mut new = parent.clone();
+        let spec = new
+            .entry("spec")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(spec) = spec {
+            spec.insert("replicas".into(), replicas.into());
+        }
+        match meta_str(scale, "resourceVersion") {
+            Some(rv) => meta_mut(&mut new).insert("resourceVersion".into(), rv.into()),
+            None => meta_mut(&mut new).remove("resourceVersion"),
+        };
+        Ok(new)
+    }
+
+    // ------------------------------------------------------------- delete
+
+    pub async fn delete(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<DeleteOutcome> {
+        let propagation = opts.effective_propagation()?;
+        let key = self.key(cluster, namespace, name)?;
+        for _ in 0..MAX_UPDATE_RETRIES {
+            let Some(current) = self.current(cluster, namespace, name).await? else {
+                return Err(ApiError::not_found(self.qr(), name));
+            };
+            let uid = meta_str(&current.obj, "uid").unwrap_or("").to_owned();
+            if let Some(pre) = opts.precondition_uid.as_deref().filter(|u| !u.is_empty())
+                && pre != uid
+            {
+                return Err(ApiError::conflict(
+                    self.qr(),
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {pre}, UID in object meta: {uid}"
+                    ),
+                ));
+            }
+            if let Some(pre) = opts
+                .precondition_resource_version
+                .as_deref()
+                .filter(|u| !u.is_empty())
+            {
+                let rv = meta_str(&current.obj, "resourceVersion").unwrap_or("");
+                if pre != rv {
+                    return Err(ApiError::conflict(
+                        self.qr(),
+                        name,
+                        &format!(
+                            "Precondition failed: ResourceVersion in precondition: {pre}, ResourceVersion in object meta: {rv}"
+                        ),
+                    ));
+                }
+            }
+            let Some(rev) = current.mod_revision else {
+                // Implicit objects are re-served at once, as upstream
+                // re-creates them; there is nothing stored to delete.
+                return Ok(DeleteOutcome::Deleted(current.obj));
+            };
+            let mut finalizers = metadata::finalizers(&current.obj);
+            let extra = match propagation {
+                Propagation::Orphan => Some(crate::gc::ORPHAN_FINALIZER),
+                Propagation::Foreground => Some(crate::gc::FOREGROUND_FINALIZER),
+                Propagation::Background => None,
+            };
+            let mut changed = false;
+            if let Some(f) = extra
+                && !finalizers.iter().any(|x| x == f)
+                && !meta(&current.obj).is_some_and(|m| m.contains_key("deletionTimestamp"))
+            {
+                finalizers.push(f.to_owned());
+                changed = true;
+            }
+            if !finalizers.is_empty() {
+                let mut obj = current.obj.clone();
+                let already = meta(&obj).is_some_and(|m| m.contains_key("deletionTimestamp"));
+                if already && !changed {
+                    return Ok(DeleteOutcome::Pending(obj));
+                }
+                {
+                    let m = meta_mut(&mut obj);
+                    if !already {
+                        m.insert("deletionTimestamp".into(), metadata::now_rfc3339().into());
+                        m.insert("deletionGracePeriodSeconds".into(), 0.into());
+                        if self.strategy.tracks_generation() {
+                            let g = m.get("generation").and_then(Value::as_i64).unwrap_or(0);
+                            m.insert("generation".into(), (g + 1).into());
+                        }
+                    }
+                    m.insert(
+                        "finalizers".into(),
+                        Value::Array(finalizers.into_iter().map(Value::String).collect()),
+                    );
+                }
+                if opts.dry_run {
+                    return Ok(DeleteOutcome::Pending(obj));
+                }
+                match self.ctx.store.update(&key, encode(&obj)?, rev, None).await {
+                    Ok(kv) => {
+                        set_rv(&mut obj, kv.mod_revision);
+                        return Ok(DeleteOutcome::Pending(obj));
+                    }
+                    Err(storage::Error::Conflict { .. }) => continue,
+                    Err(e) => return Err(status::interpret_delete_error(e, self.qr(), name)),
+                }
+            }
+            if opts.dry_run {
+                return Ok(DeleteOutcome::Deleted(current.obj));
+            }
+            match self.ctx.store.delete(&key, Some(rev)).await {
+                Ok(resp) => {
+                    let mut obj = current.obj;
+                    set_rv(&mut obj, resp.revision);
+                    return Ok(DeleteOutcome::Deleted(obj));
+                }
+                Err(storage::Error::Conflict { .. }) => continue,
+                Err(storage::Error::NotFound { .. }) => {
+                    return Err(ApiError::not_found(self.qr(), name));
+                }
+                Err(e) => return Err(status::interpret_delete_error(e, self.qr(), name)),
+            }
+        }
+        Err(ApiError::modified(self.qr(), name))
+    }
+
+    /// The body a DELETE answers with.
+    pub fn delete_body(&self, outcome: &DeleteOutcome) -> Value {
+        match outcome {
+            DeleteOutcome::Pending(o) => Value::Object(o.clone()),
+            DeleteOutcome::Deleted(o) if self.strategy.delete_returns_object() => {
+                Value::Object(o.clone())
+            }
+            DeleteOutcome::Deleted(o) => {
+                status::success_status(self.qr(), metadata::name(o), meta_str(o, "uid"))
+            }
+        }
+    }
+
+    /// DELETE on a collection: deletes every object the selectors match.
+    pub async fn delete_collection(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        list_opts: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> ApiResult<(Value, Vec<DeleteOutcome>)> {
+        let scope = ClusterScope::One(cluster.clone());
+        let mut lo = list_opts.clone();
+        lo.limit = None;
+        lo.continue_token = None;
+        let listed = self.list(&scope, namespace, &lo).await?;
+        let mut outcomes = Vec::new();
+        let mut items = Vec::new();
+        for item in &listed.items {
+            let Some(obj) = item.as_object() else {
+                continue;
+            };
+            let ns = meta_str(obj, "namespace");
+            match self.delete(cluster, ns, metadata::name(obj), opts).await {
+                Ok(outcome) => {
+                    items.push(match &outcome {
+                        DeleteOutcome::Deleted(o) | DeleteOutcome::Pending(o) => {
+                            Value::Object(o.clone())
+                        }
+                    });
+                    outcomes.push(outcome);
+                }
+                Err(e) if e.reason == Reason::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let body = self.list_object(ListResult {
+            items,
+            resource_version: listed.resource_version,
+            continue_token: None,
+            remaining_item_count: None,
+        });
+        Ok((body, outcomes))
+    }
+
+    pub(crate) fn context(&self) -> &Arc<StoreContext> {
+        &self.ctx
+    }
+}
+
+impl ResourceStore {
+    /// A system write (namespace termination, finalizer and owner-reference
+    /// maintenance) that bypasses the request metadata rules: `mutate` edits
+    /// the current object and returns whether anything changed. Retries on
+    /// conflicts; `Ok(None)` when the object is gone.
+    pub async fn system_update(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+        mut mutate: impl FnMut(&mut Object) -> bool + Send,
+    ) -> ApiResult<Option<Object>> {
+        let key = self.key(cluster, namespace, name)?;
+        for _ in 0..MAX_UPDATE_RETRIES {
+            let Some(current) = self.current(cluster, namespace, name).await? else {
+                return Ok(None);
+            };
+            let mut obj = current.obj.clone();
+            if !mutate(&mut obj) {
+                return Ok(Some(current.obj));
+            }
+            let bytes = encode(&obj)?;
+            let result = match current.mod_revision {
+                Some(rev) => self.ctx.store.update(&key, bytes, rev, None).await,
+                None => self.ctx.store.create(&key, bytes, None).await,
+            };
+            match result {
+                Ok(kv) => {
+                    set_rv(&mut obj, kv.mod_revision);
+                    return Ok(Some(obj));
+                }
+                Err(storage::Error::Conflict { .. } | storage::Error::AlreadyExists { .. }) => {
+                    continue;
+                }
+                Err(storage::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(status::interpret_update_error(e, self.qr(), name)),
+            }
+        }
+        Err(ApiError::modified(self.qr(), name))
+    }
+
+    /// Removes an object whatever its finalizers (the last step of a system
+    /// finalization). Missing objects are fine.
+    pub async fn system_delete(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> ApiResult<()> {
+        let key = self.key(cluster, namespace, name)?;
+        match self.ctx.store.delete(&key, None).await {
+            Ok(_) | Err(storage::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(status::interpret_delete_error(e, self.qr(), name)),
+        }
+    }
+}

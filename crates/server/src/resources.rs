@@ -1,0 +1,493 @@
+//! Handlers of the resource verbs: options from the query (and bodies),
+//! one registry call, and the response in the negotiated representation.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use registry::cluster::{ClusterId, ClusterScope};
+use registry::options::{
+    DeleteOptions, ListOptions, WriteOptions, parse_dry_run, parse_propagation,
+};
+use registry::resource::ResourceDescriptor;
+use registry::store::{ResourceStore, Subresource};
+use registry::table::{IncludeObject, to_table};
+use registry::watch::WatchEvent;
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::body;
+use crate::error::ApiError;
+use crate::negotiate::{Endpoint, Output, negotiate};
+use crate::request_info::{ResourceRequest, Verb, WorkspaceRef, parse_bool};
+
+/// Query parameters, last value wins; unknown ones are ignored.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Query(pairs)
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(pk, _)| pk == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, k: &str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(pk, _)| pk == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn bool(&self, k: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(v) => parse_bool(v).map(Some).ok_or_else(|| {
+                ApiError::bad_request(format!("invalid boolean value {v:?} for parameter {k}"))
+            }),
+        }
+    }
+
+    fn int(&self, k: &str) -> Result<Option<i64>, ApiError> {
+        match self.get(k) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid integer value {v:?} for parameter {k}"))
+            }),
+        }
+    }
+
+    fn list_options(&self) -> Result<ListOptions, ApiError> {
+        Ok(ListOptions {
+            label_selector: self.get("labelSelector").map(str::to_owned),
+            field_selector: self.get("fieldSelector").map(str::to_owned),
+            limit: self.int("limit")?,
+            continue_token: self.get("continue").map(str::to_owned),
+            resource_version: self.get("resourceVersion").map(str::to_owned),
+            resource_version_match: self
+                .get("resourceVersionMatch")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            send_initial_events: self.bool("sendInitialEvents")?,
+            allow_watch_bookmarks: self.bool("allowWatchBookmarks")?.unwrap_or(false),
+        })
+    }
+
+    fn write_options(&self) -> Result<WriteOptions, ApiError> {
+        let field_manager = self.get("fieldManager").map(str::to_owned);
+        if field_manager.as_ref().is_some_and(|m| m.len() > 128) {
+            return Err(registry::ApiError::invalid(
+                "",
+                "PatchOptions",
+                "",
+                &[registry::validation::FieldError::invalid(
+                    "fieldManager",
+                    field_manager.clone().unwrap_or_default(),
+                    "must be no more than 128 characters",
+                )],
+            )
+            .into());
+        }
+        match self.get("fieldValidation") {
+            None | Some("" | "Strict" | "Warn" | "Ignore") => {}
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+                )));
+            }
+        }
+        Ok(WriteOptions {
+            dry_run: parse_dry_run(self.all("dryRun"))?,
+            field_manager,
+            force: self.bool("force")?,
+        })
+    }
+
+    fn delete_options(&self) -> Result<DeleteOptions, ApiError> {
+        Ok(DeleteOptions {
+            grace_period_seconds: self.int("gracePeriodSeconds")?,
+            propagation: self
+                .get("propagationPolicy")
+                .filter(|p| !p.is_empty())
+                .map(parse_propagation)
+                .transpose()?,
+            orphan_dependents: self.bool("orphanDependents")?,
+            precondition_uid: None,
+            precondition_resource_version: None,
+            dry_run: parse_dry_run(self.all("dryRun"))?,
+        })
+    }
+}
+
+/// A response object in the negotiated representation.
+struct Render<'a> {
+    output: Output,
+    descriptor: &'a ResourceDescriptor,
+    include: IncludeObject,
+}
+
+fn partial_metadata(version: &str, obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": format!("meta.k8s.io/{version}"),
+        "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
+impl Render<'_> {
+    fn object(&self, obj: Value) -> Value {
+        match self.output {
+            Output::Table(_) if obj.get("kind").and_then(Value::as_str) != Some("Status") => {
+                to_table(
+                    &self.descriptor.gvk,
+                    std::slice::from_ref(&obj),
+                    self.include,
+                    json!({}),
+                )
+            }
+            Output::PartialMetadata(v)
+                if obj.get("kind").and_then(Value::as_str) != Some("Status") =>
+            {
+                partial_metadata(v, &obj)
+            }
+            _ => obj,
+        }
+    }
+
+    fn list(&self, mut list: Value) -> Value {
+        match self.output {
+            Output::Table(_) => {
+                let meta = list.get("metadata").cloned().unwrap_or(json!({}));
+                let items = match list.get_mut("items").map(Value::take) {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                };
+                to_table(&self.descriptor.gvk, &items, self.include, meta)
+            }
+            Output::PartialMetadata(v) => {
+                let items: Vec<Value> = list
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .map(|items| items.iter().map(|o| partial_metadata(v, o)).collect())
+                    .unwrap_or_default();
+                json!({
+                    "kind": "PartialObjectMetadataList",
+                    "apiVersion": format!("meta.k8s.io/{v}"),
+                    "metadata": list.get("metadata").cloned().unwrap_or(json!({})),
+                    "items": items,
+                })
+            }
+            _ => list,
+        }
+    }
+
+    fn respond(&self, code: StatusCode, body: &Value, list: bool) -> Response {
+        let is_status = body.get("kind").and_then(Value::as_str) == Some("Status");
+        let (ct, bytes) = match self.output {
+            Output::Yaml => match serde_saphyr::to_string(body) {
+                Ok(s) => (self.output.content_type(list), Bytes::from(s)),
+                Err(_) => (
+                    "application/json".to_owned(),
+                    Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+                ),
+            },
+            _ if is_status => (
+                "application/json".to_owned(),
+                Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+            ),
+            out => (
+                out.content_type(list),
+                Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+            ),
+        };
+        crate::discovery::bytes_response(code, &ct, bytes)
+    }
+}
+
+fn sub_kind(sub: Option<&str>) -> Subresource {
+    match sub {
+        Some("scale") => Subresource::Scale,
+        Some("status" | "approval") => Subresource::Status,
+        _ => Subresource::Main,
+    }
+}
+
+fn as_object(v: Value) -> Result<Map<String, Value>, ApiError> {
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        )),
+    }
+}
+
+pub async fn handle(
+    app: &AppState,
+    ws: WorkspaceRef,
+    req: ResourceRequest,
+    headers: &HeaderMap,
+    query: Query,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let scope = match &ws {
+        WorkspaceRef::Path(p) => ClusterScope::One(app.registry.resolve(p)?),
+        WorkspaceRef::All => ClusterScope::All,
+    };
+    let api_cluster = scope.cluster().cloned().unwrap_or_else(ClusterId::root);
+    let api = app.registry.api_set(&api_cluster);
+    let desc = api
+        .resource(&req.group, &req.version, &req.resource)
+        .ok_or_else(ApiError::not_found)?
+        .clone();
+    let rs: Arc<ResourceStore> = app
+        .registry
+        .resource(&req.group, &req.version, &req.resource)
+        .ok_or_else(ApiError::not_found)?
+        .clone();
+    let verb = req.verb;
+    // Scope checks: namespaced resources need a namespace except for
+    // all-namespaces list and watch; cluster-scoped ones take none.
+    let namespace = req.namespace.as_deref();
+    if desc.namespaced() {
+        let needs_ns = req.name.is_some() || !matches!(verb, Verb::List | Verb::Watch);
+        if needs_ns && namespace.is_none() {
+            return Err(ApiError::not_found());
+        }
+    } else if namespace.is_some() {
+        return Err(ApiError::not_found());
+    }
+    if let Some(sub) = req.subresource.as_deref() {
+        let Some(s) = desc.subresources.iter().find(|s| s.name == sub) else {
+            return Err(ApiError::not_found());
+        };
+        if !s.verbs.contains(&verb.as_str()) {
+            return Err(ApiError::method_not_allowed());
+        }
+    } else if !desc.serves(verb.as_str()) {
+        return Err(ApiError::method_not_allowed());
+    }
+    let cluster = match (&scope, verb) {
+        (ClusterScope::One(c), _) => c.clone(),
+        (ClusterScope::All, Verb::List | Verb::Watch) => ClusterId::root(),
+        (ClusterScope::All, _) => {
+            return Err(ApiError::bad_request(
+                "requests across all workspaces support only list and watch",
+            ));
+        }
+    };
+    let endpoint = match verb {
+        Verb::List | Verb::Watch | Verb::DeleteCollection => Endpoint::Collection,
+        _ => Endpoint::Object,
+    };
+    let output = negotiate(headers, endpoint)?;
+    let include = IncludeObject::parse(query.get("includeObject"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let render = Render {
+        output,
+        descriptor: &desc,
+        include,
+    };
+    let name = req.name.as_deref().unwrap_or("");
+    let sub = req.subresource.as_deref();
+    match verb {
+        Verb::Get => {
+            let obj = rs.get(&cluster, namespace, name).await?;
+            let obj = if sub == Some("scale") {
+                rs.scale_of(&obj)?
+            } else {
+                obj
+            };
+            Ok(render.respond(StatusCode::OK, &render.object(Value::Object(obj)), false))
+        }
+        Verb::List => {
+            let opts = query.list_options()?;
+            let result = rs.list(&scope, namespace, &opts).await?;
+            Ok(render.respond(StatusCode::OK, &render.list(rs.list_object(result)), true))
+        }
+        Verb::Watch => {
+            let mut opts = query.list_options()?;
+            if let Some(n) = req.name.as_deref() {
+                let by_name = format!("metadata.name={n}");
+                opts.field_selector =
+                    Some(match opts.field_selector.take().filter(|s| !s.is_empty()) {
+                        Some(f) => format!("{f},{by_name}"),
+                        None => by_name,
+                    });
+            }
+            let timeout = query
+                .int("timeoutSeconds")?
+                .filter(|t| *t > 0)
+                .map(|t| t as u64);
+            watch_response(rs, &scope, namespace, &opts, output, include, timeout).await
+        }
+        Verb::Create => {
+            let bytes = body::read(headers, body).await?;
+            let obj = as_object(body::decode_object(headers, &bytes)?)?;
+            let wopts = query.write_options()?;
+            let created = app
+                .registry
+                .create(&rs, &cluster, namespace, obj, &wopts)
+                .await?;
+            Ok(render.respond(
+                StatusCode::CREATED,
+                &render.object(Value::Object(created)),
+                false,
+            ))
+        }
+        Verb::Update => {
+            let bytes = body::read(headers, body).await?;
+            let obj = as_object(body::decode_object(headers, &bytes)?)?;
+            let wopts = query.write_options()?;
+            if sub == Some("finalize") {
+                let o = app
+                    .registry
+                    .finalize_namespace(&cluster, name, &obj)
+                    .await?;
+                return Ok(render.respond(StatusCode::OK, &render.object(Value::Object(o)), false));
+            }
+            let (o, created) = app
+                .registry
+                .update(&rs, &cluster, namespace, name, obj, sub_kind(sub), &wopts)
+                .await?;
+            let o = if sub == Some("scale") {
+                rs.scale_of(&o)?
+            } else {
+                o
+            };
+            let code = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(render.respond(code, &render.object(Value::Object(o)), false))
+        }
+        Verb::Patch => {
+            let bytes = body::read(headers, body).await?;
+            let (kind, patch) = body::decode_patch(headers, &bytes)?;
+            let wopts = query.write_options()?;
+            let (o, created) = app
+                .registry
+                .patch(
+                    &rs,
+                    &cluster,
+                    namespace,
+                    name,
+                    kind,
+                    &patch,
+                    sub_kind(sub),
+                    &wopts,
+                )
+                .await?;
+            let o = if sub == Some("scale") {
+                rs.scale_of(&o)?
+            } else {
+                o
+            };
+            let code = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(render.respond(code, &render.object(Value::Object(o)), false))
+        }
+        Verb::Delete => {
+            let mut dopts = query.delete_options()?;
+            let bytes = body::read(headers, body).await?;
+            if !bytes.iter().all(u8::is_ascii_whitespace) {
+                dopts.merge_body(&body::decode_object(headers, &bytes)?)?;
+            }
+            let resp = app
+                .registry
+                .delete(&rs, &cluster, namespace, name, &dopts)
+                .await?;
+            let code = if resp.pending && dopts.orphan_dependents == Some(false) {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            Ok(render.respond(code, &render.object(resp.body), false))
+        }
+        Verb::DeleteCollection => {
+            let mut dopts = query.delete_options()?;
+            let bytes = body::read(headers, body).await?;
+            if !bytes.iter().all(u8::is_ascii_whitespace) {
+                dopts.merge_body(&body::decode_object(headers, &bytes)?)?;
+            }
+            let lopts = query.list_options()?;
+            let list = app
+                .registry
+                .delete_collection(&rs, &cluster, namespace, &lopts, &dopts)
+                .await?;
+            Ok(render.respond(StatusCode::OK, &render.list(list), true))
+        }
+    }
+}
+
+/// Without `timeoutSeconds`, a watch lasts 30-60 minutes, like kube's.
+fn default_watch_timeout() -> u64 {
+    use rand::Rng;
+    rand::rng().random_range(1800..3600)
+}
+
+async fn watch_response(
+    rs: Arc<ResourceStore>,
+    scope: &ClusterScope,
+    namespace: Option<&str>,
+    opts: &ListOptions,
+    output: Output,
+    include: IncludeObject,
+    timeout: Option<u64>,
+) -> Result<Response, ApiError> {
+    let events = rs.watch(scope, namespace, opts).await?;
+    let gvk = rs.descriptor.gvk.clone();
+    let timeout = Duration::from_secs(timeout.unwrap_or_else(default_watch_timeout));
+    let lines = events
+        .map(move |mut ev: WatchEvent| {
+            let is_error = matches!(ev, WatchEvent::Error(_));
+            let is_bookmark = matches!(ev, WatchEvent::Bookmark(_));
+            if !is_error {
+                let converted = match output {
+                    Output::Table(_) if !is_bookmark => Some(to_table(
+                        &gvk,
+                        std::slice::from_ref(ev.object()),
+                        include,
+                        json!({}),
+                    )),
+                    Output::PartialMetadata(v) => Some(partial_metadata(v, ev.object())),
+                    _ => None,
+                };
+                if let Some(c) = converted {
+                    *ev.object_mut() = c;
+                }
+            }
+            let mut line =
+                serde_json::to_vec(&json!({"type": ev.type_str(), "object": ev.object()}))
+                    .unwrap_or_default();
+            line.push(b'\n');
+            Ok::<Bytes, Infallible>(Bytes::from(line))
+        })
+        .take_until(tokio::time::sleep(timeout));
+    let mut resp = (StatusCode::OK, Body::from_stream(lines)).into_response();
+    let ct = match output {
+        Output::Yaml => "application/json".to_owned(),
+        o => o.content_type(false),
+    };
+    if let Ok(v) = HeaderValue::from_str(&ct) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    Ok(resp)
+}
