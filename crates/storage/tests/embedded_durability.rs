@@ -504,3 +504,30 @@ async fn lease_expiry_survives_being_replayed() {
     assert_eq!(events[1].kind, EventKind::Delete);
     assert_eq!(events[1].prev_kv.as_ref(), Some(&kv));
 }
+
+/// Dropped watch streams are forgotten, even on an idle store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_watches_are_released() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(&config(dir.path()))
+        .await
+        .expect("open");
+    for _ in 0..10 {
+        let w = store
+            .watch(WatchRequest::prefix("/d/"))
+            .await
+            .expect("watch");
+        drop(w);
+    }
+    let kept = store
+        .watch(WatchRequest::prefix("/d/"))
+        .await
+        .expect("watch");
+    assert_eq!(store.watcher_count(), 1);
+    drop(kept);
+    store
+        .create(b"/d/k", Bytes::from_static(b"v"), None)
+        .await
+        .expect("create");
+    assert_eq!(store.watcher_count(), 0);
+}

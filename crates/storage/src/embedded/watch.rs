@@ -88,6 +88,13 @@ impl Hub {
         });
     }
 
+    fn register(&mut self, watcher: Watcher) {
+        // Streams dropped while nothing was written are pruned here too, so
+        // an idle store does not accumulate dead watchers.
+        self.watchers.retain(|w| !w.tx.is_closed());
+        self.watchers.push(watcher);
+    }
+
     /// Ends every watch (the store is closing).
     pub fn close(&mut self) {
         self.watchers.clear();
@@ -121,7 +128,7 @@ pub fn open(shared: &Arc<Shared>, req: WatchRequest) -> Result<WatchStream> {
         let min_revision = start_revision.unwrap_or(0).max(state.revision + 1);
         let (tx, rx) = unbounded_channel();
         let flow = Arc::new(Flow::default());
-        shared.hub.lock().watchers.push(Watcher {
+        shared.hub.lock().register(Watcher {
             start: req.start.clone(),
             end: req.end.clone(),
             min_revision,
