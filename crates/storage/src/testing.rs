@@ -6,21 +6,39 @@
 //! without having run them.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Server-side TLS for a test etcd: it serves `https://` with this
+/// certificate, and requires client certificates signed by `client_ca_file`
+/// when one is given.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+}
 
 /// One etcd member started for a test, killed when dropped.
 pub struct EtcdProcess {
     child: Option<Child>,
     client_url: String,
-    peer_url: String,
+    // Boxed: fixed at creation, and keeps this handle small for the enums
+    // that hold it.
+    member: Box<Member>,
+    // Kept so a restart reuses the same data.
+    data_dir: tempfile::TempDir,
+}
+
+/// How a member is launched.
+struct Member {
     name: String,
+    peer_url: String,
     /// `name=peer-url,...` of every member of its cluster.
     initial_cluster: String,
     cluster_token: String,
-    // Kept so a restart reuses the same data.
-    data_dir: tempfile::TempDir,
+    tls: Option<ServerTls>,
 }
 
 impl EtcdProcess {
@@ -28,8 +46,19 @@ impl EtcdProcess {
     /// answers.
     pub fn start() -> std::io::Result<Self> {
         let mut p = EtcdProcess::unstarted()?;
-        p.initial_cluster = format!("{}={}", p.name, p.peer_url);
-        p.cluster_token = p.name.clone();
+        p.member.initial_cluster = format!("{}={}", p.member.name, p.member.peer_url);
+        p.member.cluster_token = p.member.name.clone();
+        p.spawn()?;
+        Ok(p)
+    }
+
+    /// Starts a single-member etcd serving clients over TLS.
+    pub fn start_tls(tls: ServerTls) -> std::io::Result<Self> {
+        let mut p = EtcdProcess::unstarted()?;
+        p.client_url = p.client_url.replace("http://", "https://");
+        p.member.tls = Some(tls);
+        p.member.initial_cluster = format!("{}={}", p.member.name, p.member.peer_url);
+        p.member.cluster_token = p.member.name.clone();
         p.spawn()?;
         Ok(p)
     }
@@ -41,10 +70,13 @@ impl EtcdProcess {
         Ok(EtcdProcess {
             child: None,
             client_url: format!("http://127.0.0.1:{client_port}"),
-            peer_url: format!("http://127.0.0.1:{peer_port}"),
-            name: format!("wsgate-test-{client_port}"),
-            initial_cluster: String::new(),
-            cluster_token: String::new(),
+            member: Box::new(Member {
+                name: format!("wsgate-test-{client_port}"),
+                peer_url: format!("http://127.0.0.1:{peer_port}"),
+                initial_cluster: String::new(),
+                cluster_token: String::new(),
+                tls: None,
+            }),
             data_dir: tempfile::tempdir()?,
         })
     }
@@ -57,9 +89,23 @@ impl EtcdProcess {
     /// Starts the process without waiting for it: cluster members must all
     /// be running before any of them can elect a leader.
     fn launch(&mut self) -> std::io::Result<()> {
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some(tls) = &self.member.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert_file)
+                .arg("--key-file")
+                .arg(&tls.key_file);
+            if let Some(ca) = &tls.client_ca_file {
+                command
+                    .arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(ca);
+            }
+        }
+        let child = command
             .arg("--name")
-            .arg(&self.name)
+            .arg(&self.member.name)
             .arg("--data-dir")
             .arg(self.data_dir.path().join("data"))
             .arg("--listen-client-urls")
@@ -67,15 +113,15 @@ impl EtcdProcess {
             .arg("--advertise-client-urls")
             .arg(&self.client_url)
             .arg("--listen-peer-urls")
-            .arg(&self.peer_url)
+            .arg(&self.member.peer_url)
             .arg("--initial-advertise-peer-urls")
-            .arg(&self.peer_url)
+            .arg(&self.member.peer_url)
             .arg("--initial-cluster")
-            .arg(&self.initial_cluster)
+            .arg(&self.member.initial_cluster)
             // Distinct per cluster, so members of two test clusters that
             // reuse each other's freed ports can never join up.
             .arg("--initial-cluster-token")
-            .arg(&self.cluster_token)
+            .arg(&self.member.cluster_token)
             // Tests exercise idle-watch progress; etcd's default is 10 minutes.
             .arg("--experimental-watch-progress-notify-interval")
             .arg("1s")
@@ -116,7 +162,12 @@ impl EtcdProcess {
     /// its old port (tests use this to change data behind a watch's back).
     pub fn restart_on(&mut self, client_port: u16) -> std::io::Result<()> {
         self.kill();
-        self.client_url = format!("http://127.0.0.1:{client_port}");
+        let scheme = if self.member.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.client_url = format!("{scheme}://127.0.0.1:{client_port}");
         self.spawn()
     }
 
@@ -147,16 +198,16 @@ impl EtcdCluster {
             .collect::<std::io::Result<Vec<_>>>()?;
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .map(|m| format!("{}={}", m.member.name, m.member.peer_url))
             .collect::<Vec<_>>()
             .join(",");
         let token = members
             .first()
-            .map(|m| format!("{}-cluster", m.name))
+            .map(|m| format!("{}-cluster", m.member.name))
             .unwrap_or_default();
         for m in &mut members {
-            m.initial_cluster = initial_cluster.clone();
-            m.cluster_token = token.clone();
+            m.member.initial_cluster = initial_cluster.clone();
+            m.member.cluster_token = token.clone();
             m.launch()?;
         }
         for m in &members {
@@ -284,7 +335,9 @@ pub fn free_port() -> std::io::Result<u16> {
 }
 
 fn wait_for_port(url: &str, timeout: Duration) -> std::io::Result<()> {
-    let addr = url.trim_start_matches("http://");
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
     let deadline = Instant::now() + timeout;
     loop {
         if std::net::TcpStream::connect(addr).is_ok() {

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use storage::etcd::EtcdStore;
-use storage::testing::{etcd_cluster_or_skip, etcd_or_skip, free_port, unique_root};
+use storage::testing::{
+    EtcdProcess, ServerTls, etcd_available, etcd_cluster_or_skip, etcd_or_skip, free_port,
+    skip_or_fail, unique_root,
+};
 use storage::{
     Error, EtcdConfig, Event, EventKind, KeyValue, RangeRequest, Store, WatchRequest,
     WatchResponse, WatchStream,
@@ -373,4 +376,158 @@ async fn unreachable_etcd_fails_fast_and_typed() {
         .expect("nothing listens there");
     assert!(err.is_transient(), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// Writes a CA, a server certificate for 127.0.0.1 and a client certificate
+/// into `dir` with the `openssl` CLI; false if openssl is not installed.
+fn make_certificates(dir: &std::path::Path) -> bool {
+    let run = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ok = run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=wsgate-test-ca",
+        ],
+    ]
+    .concat());
+    for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+        let ext = format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n");
+        ok = ok
+            && std::fs::write(dir.join(format!("{name}.ext")), ext).is_ok()
+            && run(&[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    &format!("/CN={name}"),
+                ],
+            ]
+            .concat())
+            && run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "1",
+                "-extfile",
+                &format!("{name}.ext"),
+            ]);
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates() {
+    const TEST: &str = "tls_with_client_certificates";
+    if !etcd_available() {
+        skip_or_fail(TEST, "the `etcd` binary is not on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    if !make_certificates(dir.path()) {
+        skip_or_fail(TEST, "the `openssl` CLI is missing or failed");
+        return;
+    }
+    let etcd = EtcdProcess::start_tls(ServerTls {
+        cert_file: dir.path().join("server.pem"),
+        key_file: dir.path().join("server.key"),
+        client_ca_file: Some(dir.path().join("ca.pem")),
+    })
+    .expect("start etcd with TLS");
+    assert!(etcd.endpoint().starts_with("https://"));
+
+    let mut config = EtcdConfig::new(vec![etcd.endpoint().to_string()]);
+    config.ca_file = Some(dir.path().join("ca.pem"));
+    config.cert_file = Some(dir.path().join("client.pem"));
+    config.key_file = Some(dir.path().join("client.key"));
+    let store = EtcdStore::connect(&config)
+        .await
+        .expect("connect over mTLS");
+    let root = unique_root("tls");
+    let kv = create_surely(&store, &key(&root, 0), b"secret").await;
+    let got = store.get(&kv.key, None).await.expect("get").kv;
+    assert_eq!(got, Some(kv));
+
+    // Without a client certificate etcd refuses the handshake.
+    config.cert_file = None;
+    config.key_file = None;
+    config.dial_timeout = Duration::from_secs(1);
+    assert!(EtcdStore::connect(&config).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_authentication() {
+    let Some(etcd) = etcd_or_skip("password_authentication") else {
+        return;
+    };
+    let mut admin = etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .expect("admin client");
+    admin
+        .user_add("root", "s3cret", None)
+        .await
+        .expect("add root");
+    admin
+        .user_grant_role("root", "root")
+        .await
+        .expect("grant root");
+    admin.auth_enable().await.expect("enable auth");
+
+    let mut config = EtcdConfig::new(vec![etcd.endpoint().to_string()]);
+    config.username = Some("root".into());
+    config.password = Some("s3cret".into());
+    let store = EtcdStore::connect(&config)
+        .await
+        .expect("connect with password");
+    let root = unique_root("auth");
+    create_surely(&store, &key(&root, 0), b"v").await;
+
+    config.password = Some("wrong".into());
+    let err = EtcdStore::connect(&config)
+        .await
+        .err()
+        .expect("wrong password");
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+
+    config.username = None;
+    config.password = None;
+    let err = EtcdStore::connect(&config)
+        .await
+        .err()
+        .expect("no credentials");
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
 }
