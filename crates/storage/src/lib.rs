@@ -372,26 +372,3 @@ mod tests {
     }
 }
 
-// Scaffolding while the engines are written; removed when both land.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! placeholder_store {
-    ($t:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::Store for $t {
-            async fn get(&self, _: &[u8], _: Option<$crate::Revision>) -> $crate::Result<$crate::GetResponse> { unimplemented!() }
-            async fn range(&self, _: $crate::RangeRequest) -> $crate::Result<$crate::RangeResponse> { unimplemented!() }
-            async fn create(&self, _: &[u8], _: bytes::Bytes, _: Option<$crate::LeaseId>) -> $crate::Result<$crate::KeyValue> { unimplemented!() }
-            async fn update(&self, _: &[u8], _: bytes::Bytes, _: $crate::Revision, _: Option<$crate::LeaseId>) -> $crate::Result<$crate::KeyValue> { unimplemented!() }
-            async fn delete(&self, _: &[u8], _: Option<$crate::Revision>) -> $crate::Result<$crate::DeleteResponse> { unimplemented!() }
-            async fn delete_range(&self, _: &[u8], _: &[u8]) -> $crate::Result<$crate::DeleteRangeResponse> { unimplemented!() }
-            async fn current_revision(&self) -> $crate::Result<$crate::Revision> { unimplemented!() }
-            async fn watch(&self, _: $crate::WatchRequest) -> $crate::Result<$crate::WatchStream> { unimplemented!() }
-            async fn compact(&self, _: $crate::Revision) -> $crate::Result<()> { unimplemented!() }
-            async fn compacted_revision(&self) -> $crate::Result<$crate::Revision> { unimplemented!() }
-            async fn lease_grant(&self, _: std::time::Duration) -> $crate::Result<$crate::Lease> { unimplemented!() }
-            async fn lease_keep_alive(&self, _: $crate::LeaseId) -> $crate::Result<std::time::Duration> { unimplemented!() }
-            async fn lease_revoke(&self, _: $crate::LeaseId) -> $crate::Result<()> { unimplemented!() }
-        }
-    };
-}
