@@ -141,6 +141,43 @@ async fn watch_survives_etcd_restart() {
     assert_exactly_once_in_order(&events, &root, N);
 }
 
+/// A watch "from now" that has not delivered anything yet must resume from
+/// the revision it started at, not from a new "now" (which would skip what
+/// was written while it was away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_now_resumes_where_it_started() {
+    let Some(mut etcd) = etcd_or_skip("watch_from_now_resumes") else {
+        return;
+    };
+    let endpoint = etcd.endpoint().to_string();
+    let store = connect(vec![endpoint.clone()]).await;
+    let root = unique_root("from-now");
+    let mut from_now = store
+        .watch(WatchRequest::prefix(root.clone()))
+        .await
+        .expect("watch");
+    // Revision 0 is etcd's spelling of "from now".
+    let mut from_zero = store
+        .watch(WatchRequest::prefix(root.clone()).from_revision(0))
+        .await
+        .expect("watch from 0");
+
+    etcd.restart_on(free_port().expect("port"))
+        .expect("restart elsewhere");
+    let elsewhere = connect(vec![etcd.endpoint().to_string()]).await;
+    const N: usize = 5;
+    for i in 0..N {
+        create_surely(&elsewhere, &key(&root, i), b"while away").await;
+    }
+    etcd.restart_on(port_of(&endpoint))
+        .expect("restart on the old port");
+
+    for w in [&mut from_now, &mut from_zero] {
+        let events = collect_events(w, N, Duration::from_secs(30)).await;
+        assert_exactly_once_in_order(&events, &root, N);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resume_reports_compaction_that_happened_while_away() {
     let Some(mut etcd) = etcd_or_skip("watch_resume_reports_compaction") else {

@@ -42,7 +42,10 @@ type Sender = mpsc::Sender<Result<WatchResponse>>;
 pub(super) async fn start(inner: Arc<Inner>, req: WatchRequest) -> Result<WatchStream> {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let mut watcher = Watcher {
-        next: req.start_revision,
+        // etcd reads a start revision <= 0 as "from now"; so do we, learning
+        // the actual start from the created response (resuming "from now"
+        // after a reconnect would skip events).
+        next: req.start_revision.filter(|r| *r > 0),
         inner,
         req,
         tx,
