@@ -95,6 +95,13 @@ impl ListOptions {
             if !errs.is_empty() {
                 return Err(invalid_list_options(errs));
             }
+            // Watch-list: "" is the consistent current state, 0 any state,
+            // X at least X.
+            return Ok(match self.parse_rv()? {
+                None => ReadFrom::Latest,
+                Some(0) => ReadFrom::Any,
+                Some(x) => ReadFrom::NotOlderThan(x),
+            });
         } else if self.resource_version_match.is_some() {
             return Err(invalid_list_options(vec![FieldError::forbidden(
                 "resourceVersionMatch",

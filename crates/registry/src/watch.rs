@@ -103,11 +103,14 @@ impl ResourceStore {
                 let list_opts = ListOptions {
                     label_selector: opts.label_selector.clone(),
                     field_selector: opts.field_selector.clone(),
-                    resource_version: opts.resource_version.clone().filter(|_| send_initial),
-                    resource_version_match: opts
-                        .resource_version_match
-                        .clone()
-                        .filter(|_| send_initial),
+                    resource_version: match from {
+                        ReadFrom::NotOlderThan(x) => Some(x.to_string()),
+                        _ => None,
+                    },
+                    resource_version_match: match from {
+                        ReadFrom::NotOlderThan(_) => Some("NotOlderThan".into()),
+                        _ => None,
+                    },
                     ..Default::default()
                 };
                 let listed = self.list(scope, namespace, &list_opts).await?;
