@@ -5,7 +5,9 @@
 //! target's handler answers. Every error is an [`error::ApiError`], the only
 //! writer of `Status` bodies.
 
+pub mod auth;
 pub mod protobuf;
+pub mod tls;
 
 mod body;
 mod discovery;
