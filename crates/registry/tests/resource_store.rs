@@ -1,0 +1,573 @@
+//! ResourceStore and Registry behaviour against the real embedded engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use registry::cluster::{ClusterId, ClusterScope, WorkspacePath};
+use registry::options::{DeleteOptions, ListOptions, Propagation, WriteOptions};
+use registry::resource::Object;
+use registry::store::{DeleteOutcome, PatchKind, ResourceStore, Subresource};
+use registry::watch::WatchEvent;
+use registry::{Registry, RegistryConfig};
+use serde_json::{Value, json};
+use storage::{EmbeddedConfig, StorageConfig};
+
+struct Fixture {
+    registry: Arc<Registry>,
+    store: Arc<dyn storage::Store>,
+    cluster: ClusterId,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = storage::open(&StorageConfig::Embedded(EmbeddedConfig::new(dir.path())))
+        .await
+        .expect("embedded store");
+    let registry = Registry::open(
+        store.clone(),
+        RegistryConfig {
+            key_root: "/registry".into(),
+            advertise_address: "127.0.0.1:6443".into(),
+        },
+    )
+    .await
+    .expect("registry");
+    // A workspace, created like any object in root.
+    let ws = registry
+        .resource("tenancy.wsgate.io", "v1alpha1", "workspaces")
+        .expect("workspaces")
+        .clone();
+    registry
+        .create(
+            &ws,
+            &ClusterId::root(),
+            None,
+            obj(json!({"metadata": {"name": "acme"}})),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("workspace");
+    let cluster = registry
+        .resolve(&WorkspacePath::parse("acme").expect("path"))
+        .expect("resolves at once");
+    Fixture {
+        registry,
+        store,
+        cluster,
+        _dir: dir,
+    }
+}
+
+fn obj(v: Value) -> Object {
+    match v {
+        Value::Object(o) => o,
+        _ => panic!("not an object"),
+    }
+}
+
+fn rv(o: &Object) -> i64 {
+    o["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Fixture {
+    fn rs(&self, group: &str, version: &str, plural: &str) -> Arc<ResourceStore> {
+        self.registry
+            .resource(group, version, plural)
+            .expect("resource")
+            .clone()
+    }
+
+    fn cms(&self) -> Arc<ResourceStore> {
+        self.rs("", "v1", "configmaps")
+    }
+
+    async fn cm(&self, name: &str, labels: Value) -> Object {
+        self.cms()
+            .create(
+                &self.cluster,
+                Some("default"),
+                obj(json!({"metadata": {"name": name, "labels": labels}})),
+                &WriteOptions::default(),
+            )
+            .await
+            .expect("create")
+    }
+}
+
+async fn next(events: &mut registry::watch::WatchEvents) -> WatchEvent {
+    tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("event in time")
+        .expect("stream open")
+}
+
+#[tokio::test]
+async fn compacted_reads_are_expired() {
+    let f = fixture().await;
+    let first_rv = rv(&f.cm("c0", json!({})).await);
+    for i in 1..4 {
+        f.cm(&format!("c{i}"), json!({})).await;
+    }
+    let scope = ClusterScope::One(f.cluster.clone());
+    let first = f
+        .cms()
+        .list(
+            &scope,
+            Some("default"),
+            &ListOptions {
+                limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("page");
+    let token = first.continue_token.clone().expect("more pages");
+    let old = first.resource_version;
+    f.cm("later", json!({})).await;
+    let now = f.store.current_revision().await.expect("rev");
+    f.store.compact(now).await.expect("compact");
+
+    let e = f
+        .cms()
+        .list(
+            &scope,
+            Some("default"),
+            &ListOptions {
+                limit: Some(2),
+                continue_token: Some(token),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("compacted continue");
+    assert_eq!((e.code(), e.reason.as_str()), (410, "Expired"));
+
+    let e = f
+        .cms()
+        .list(
+            &scope,
+            Some("default"),
+            &ListOptions {
+                resource_version: Some(old.to_string()),
+                resource_version_match: Some("Exact".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("compacted exact read");
+    assert_eq!(e.code(), 410);
+
+    // A compacted watch start is an in-stream ERROR 410, then the end.
+    let mut w = f
+        .cms()
+        .watch(
+            &scope,
+            Some("default"),
+            &ListOptions {
+                resource_version: Some(first_rv.to_string()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("watch starts");
+    match next(&mut w).await {
+        WatchEvent::Error(s) => {
+            assert_eq!(s["code"], 410);
+            assert_eq!(s["reason"], "Expired");
+            assert!(
+                s["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("too old resource version")
+            );
+        }
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+    assert!(w.next().await.is_none());
+}
+
+#[tokio::test]
+async fn watch_reports_selector_transitions() {
+    let f = fixture().await;
+    let scope = ClusterScope::One(f.cluster.clone());
+    let c = f.cm("c", json!({"team": "a"})).await;
+    let mut w = f
+        .cms()
+        .watch(
+            &scope,
+            Some("default"),
+            &ListOptions {
+                label_selector: Some("team=a".into()),
+                resource_version: Some(rv(&c).to_string()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("watch");
+    let wo = WriteOptions::default();
+    let patch = |team: &str| json!({"metadata": {"labels": {"team": team}}});
+    let left = f
+        .cms()
+        .patch(
+            &f.cluster,
+            Some("default"),
+            "c",
+            PatchKind::Merge,
+            &patch("b"),
+            Subresource::Main,
+            &wo,
+        )
+        .await
+        .expect("patch")
+        .0;
+    match next(&mut w).await {
+        WatchEvent::Deleted(o) => {
+            assert_eq!(o["metadata"]["labels"]["team"], "a", "old content");
+            assert_eq!(
+                o["metadata"]["resourceVersion"],
+                rv(&left).to_string(),
+                "new RV"
+            );
+        }
+        other => panic!("expected DELETED, got {other:?}"),
+    }
+    f.cms()
+        .patch(
+            &f.cluster,
+            Some("default"),
+            "c",
+            PatchKind::Merge,
+            &patch("a"),
+            Subresource::Main,
+            &wo,
+        )
+        .await
+        .expect("patch");
+    assert!(matches!(next(&mut w).await, WatchEvent::Added(_)));
+}
+
+#[tokio::test]
+async fn unsupported_field_selectors_are_rejected() {
+    let f = fixture().await;
+    let scope = ClusterScope::One(f.cluster.clone());
+    let e = f
+        .cms()
+        .list(
+            &scope,
+            None,
+            &ListOptions {
+                field_selector: Some("spec.foo=x".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("unsupported");
+    assert_eq!(e.code(), 400);
+    assert_eq!(e.message, "field label not supported: spec.foo");
+    let secrets = f.rs("", "v1", "secrets");
+    secrets
+        .create(
+            &f.cluster,
+            Some("default"),
+            obj(json!({"metadata": {"name": "s"}, "stringData": {"a": "b"}})),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("secret");
+    let l = secrets
+        .list(
+            &scope,
+            None,
+            &ListOptions {
+                field_selector: Some("type=Opaque".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(l.items.len(), 1);
+    assert_eq!(
+        l.items[0]["data"]["a"], "Yg==",
+        "stringData folded into data"
+    );
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let f = fixture().await;
+    let cms = f.cms();
+    cms.create(
+        &f.cluster,
+        Some("default"),
+        obj(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})),
+        &WriteOptions::default(),
+    )
+    .await
+    .expect("create");
+    let pending = match cms
+        .delete(
+            &f.cluster,
+            Some("default"),
+            "held",
+            &DeleteOptions::default(),
+        )
+        .await
+    {
+        Ok(DeleteOutcome::Pending(o)) => o,
+        other => panic!("expected pending, got {other:?}"),
+    };
+    assert!(pending["metadata"]["deletionTimestamp"].is_string());
+    let wo = WriteOptions::default();
+    let add = json!({"metadata": {"finalizers": ["example.com/hold", "example.com/more"]}});
+    let e = cms
+        .patch(
+            &f.cluster,
+            Some("default"),
+            "held",
+            PatchKind::Merge,
+            &add,
+            Subresource::Main,
+            &wo,
+        )
+        .await
+        .expect_err("no new finalizers");
+    assert_eq!(e.code(), 422);
+    let clear = json!({"metadata": {"finalizers": null}});
+    cms.patch(
+        &f.cluster,
+        Some("default"),
+        "held",
+        PatchKind::Merge,
+        &clear,
+        Subresource::Main,
+        &wo,
+    )
+    .await
+    .expect("last finalizer removed");
+    assert_eq!(
+        cms.get(&f.cluster, Some("default"), "held")
+            .await
+            .expect_err("gone")
+            .code(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn orphan_and_foreground_propagation() {
+    let f = fixture().await;
+    let owner = f.cm("owner", json!({})).await;
+    let owner_ref = |o: &Object| json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": o["metadata"]["name"], "uid": o["metadata"]["uid"], "blockOwnerDeletion": true}]);
+    let cms = f.cms();
+    let wo = WriteOptions::default();
+    cms.create(
+        &f.cluster,
+        Some("default"),
+        obj(json!({"metadata": {"name": "kept", "ownerReferences": owner_ref(&owner)}})),
+        &wo,
+    )
+    .await
+    .expect("dependent");
+    let opts = DeleteOptions {
+        propagation: Some(Propagation::Orphan),
+        ..Default::default()
+    };
+    f.registry
+        .delete(&cms, &f.cluster, Some("default"), "owner", &opts)
+        .await
+        .expect("orphan delete");
+    wait_gone(&cms, &f.cluster, "owner").await;
+    let kept = cms
+        .get(&f.cluster, Some("default"), "kept")
+        .await
+        .expect("orphaned dependent stays");
+    assert!(
+        kept["metadata"].get("ownerReferences").is_none(),
+        "references stripped"
+    );
+
+    let owner = f.cm("owner2", json!({})).await;
+    cms.create(
+        &f.cluster,
+        Some("default"),
+        obj(json!({"metadata": {"name": "dep2", "ownerReferences": owner_ref(&owner)}})),
+        &wo,
+    )
+    .await
+    .expect("dependent");
+    let opts = DeleteOptions {
+        propagation: Some(Propagation::Foreground),
+        ..Default::default()
+    };
+    let resp = f
+        .registry
+        .delete(&cms, &f.cluster, Some("default"), "owner2", &opts)
+        .await
+        .expect("foreground");
+    assert!(resp.pending);
+    wait_gone(&cms, &f.cluster, "dep2").await;
+    wait_gone(&cms, &f.cluster, "owner2").await;
+}
+
+async fn wait_gone(rs: &ResourceStore, cluster: &ClusterId, name: &str) {
+    for _ in 0..100 {
+        if rs.get(cluster, Some("default"), name).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{name} was not deleted");
+}
+
+#[tokio::test]
+async fn generation_and_no_op_updates() {
+    let f = fixture().await;
+    let deploys = f.rs("apps", "v1", "deployments");
+    let wo = WriteOptions::default();
+    let d = deploys
+        .create(
+            &f.cluster,
+            Some("default"),
+            obj(json!({"metadata": {"name": "d"}, "spec": {
+                "selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}},
+            }})),
+            &wo,
+        )
+        .await
+        .expect("create");
+    assert_eq!(d["metadata"]["generation"], 1);
+    assert_eq!(d["spec"]["replicas"], 1, "defaulted");
+    let (same, _) = deploys
+        .update(
+            &f.cluster,
+            Some("default"),
+            "d",
+            d.clone(),
+            Subresource::Main,
+            &wo,
+        )
+        .await
+        .expect("no-op update");
+    assert_eq!(rv(&same), rv(&d), "a no-op update writes nothing");
+    let labels = json!({"metadata": {"labels": {"x": "y"}}});
+    let (l, _) = deploys
+        .patch(
+            &f.cluster,
+            Some("default"),
+            "d",
+            PatchKind::Merge,
+            &labels,
+            Subresource::Main,
+            &wo,
+        )
+        .await
+        .expect("labels");
+    assert_eq!(l["metadata"]["generation"], 1, "metadata-only change");
+    let ann = json!({"metadata": {"annotations": {"x": "y"}}});
+    let (a, _) = deploys
+        .patch(
+            &f.cluster,
+            Some("default"),
+            "d",
+            PatchKind::Merge,
+            &ann,
+            Subresource::Main,
+            &wo,
+        )
+        .await
+        .expect("annotations");
+    assert_eq!(
+        a["metadata"]["generation"], 2,
+        "deployments count annotation changes"
+    );
+    let bad = json!({"spec": {"template": {"metadata": {"labels": {"a": "other"}}}}});
+    let e = deploys
+        .patch(
+            &f.cluster,
+            Some("default"),
+            "d",
+            PatchKind::Merge,
+            &bad,
+            Subresource::Main,
+            &wo,
+        )
+        .await
+        .expect_err("selector mismatch");
+    assert_eq!(e.code(), 422);
+    assert_eq!(
+        e.details.as_ref().and_then(|d| d.kind.as_deref()),
+        Some("Deployment")
+    );
+}
+
+#[tokio::test]
+async fn workspace_index_loads_from_storage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = StorageConfig::Embedded(EmbeddedConfig::new(dir.path()));
+    let store = storage::open(&cfg).await.expect("store");
+    let id = {
+        let reg = Registry::open(
+            store.clone(),
+            RegistryConfig {
+                key_root: "/r".into(),
+                advertise_address: "127.0.0.1:1".into(),
+            },
+        )
+        .await
+        .expect("registry");
+        let ws = reg
+            .resource("tenancy.wsgate.io", "v1alpha1", "workspaces")
+            .expect("ws")
+            .clone();
+        reg.create(
+            &ws,
+            &ClusterId::root(),
+            None,
+            obj(json!({"metadata": {"name": "acme"}})),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("acme");
+        let acme = reg
+            .resolve(&WorkspacePath::parse("acme").expect("p"))
+            .expect("acme id");
+        reg.create(
+            &ws,
+            &acme,
+            None,
+            obj(json!({"metadata": {"name": "team"}})),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("nested");
+        reg.resolve(&WorkspacePath::parse("acme:team").expect("p"))
+            .expect("nested id")
+    };
+    // A second registry (another replica, or a restart) loads the index.
+    let reg = Registry::open(
+        store,
+        RegistryConfig {
+            key_root: "/r".into(),
+            advertise_address: "127.0.0.1:1".into(),
+        },
+    )
+    .await
+    .expect("registry");
+    assert_eq!(
+        reg.resolve(&WorkspacePath::parse("acme:team").expect("p"))
+            .expect("loaded"),
+        id
+    );
+    assert_eq!(
+        reg.resolve(&WorkspacePath::parse("nope").expect("p"))
+            .expect_err("unknown")
+            .code(),
+        404
+    );
+}
