@@ -617,6 +617,31 @@ async fn wire_details_match_kubernetes() -> Result<()> {
         assert_eq!(r.status, 413, "{engine}");
         let r = server.request("POST", p, &[("Content-Type", "text/plain")], Some(b"x"))?;
         assert_eq!(r.status, 415, "{engine}");
+        // fieldValidation: Strict rejects unknown fields, Warn (the default) drops them with a warning.
+        let body = br#"{"metadata":{"name":"fv"},"data":{"a":"b"},"bogus":1}"#;
+        let r = server.request(
+            "POST",
+            &format!("{p}?fieldValidation=Strict"),
+            &[],
+            Some(body),
+        )?;
+        let s: Value = serde_json::from_slice(&r.body)?;
+        assert_eq!(r.status, 400, "{engine}: {}", r.text());
+        assert_eq!(
+            s["message"],
+            "strict decoding error: unknown field \"bogus\""
+        );
+        let r = server.request("POST", p, &[], Some(body))?;
+        assert_eq!(r.status, 201, "{engine}: {}", r.text());
+        assert_eq!(
+            r.header("Warning"),
+            Some("299 - \"unknown field \\\"bogus\\\"\"")
+        );
+        assert!(
+            serde_json::from_slice::<Value>(&r.body)?
+                .get("bogus")
+                .is_none()
+        );
         // Table and PartialObjectMetadataList with exact Content-Types.
         let r = server.request(
             "GET",
@@ -633,7 +658,7 @@ async fn wire_details_match_kubernetes() -> Result<()> {
         );
         let t: Value = serde_json::from_slice(&r.body)?;
         assert_eq!(t["kind"], "Table");
-        assert_eq!(t["rows"].as_array().map(Vec::len), Some(2));
+        assert_eq!(t["rows"].as_array().map(Vec::len), Some(3));
         let r = server.request(
             "GET",
             p,

@@ -184,6 +184,7 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     /// `force` as sent (only apply patches may carry it).
     pub force: Option<bool>,
+    pub field_validation: crate::schema::FieldValidation,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -67,11 +67,10 @@ impl Registry {
         });
         let mut stores = Vec::new();
         for b in builtin::catalog(&root) {
-            stores.push(Arc::new(ResourceStore::new(
-                Arc::new(b.descriptor),
-                b.strategy,
-                ctx.clone(),
-            )));
+            stores.push(Arc::new(
+                ResourceStore::new(Arc::new(b.descriptor), b.strategy, ctx.clone())
+                    .with_schema(b.schema),
+            ));
         }
         stores.push(Arc::new(ResourceStore::new(
             Arc::new(workspace::descriptor(&root)),

@@ -17,6 +17,7 @@ use crate::options::{
     ContinueToken, DeleteOptions, ListOptions, Propagation, ReadFrom, WriteOptions,
 };
 use crate::resource::{ImplicitContext, Object, ResourceDescriptor, Strategy};
+use crate::schema::{FieldValidation, RoundTrip};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{self, ApiError, ApiResult, Reason};
 use crate::validation::FieldError;
@@ -100,6 +101,8 @@ impl Filter {
 pub struct ResourceStore {
     pub descriptor: Arc<ResourceDescriptor>,
     pub strategy: Arc<dyn Strategy>,
+    /// The typed form for field validation (built-ins).
+    schema: Option<RoundTrip>,
     ctx: Arc<StoreContext>,
 }
 
@@ -147,7 +150,29 @@ impl ResourceStore {
         ResourceStore {
             descriptor,
             strategy,
+            schema: None,
             ctx,
+        }
+    }
+
+    #[must_use]
+    pub fn with_schema(mut self, schema: RoundTrip) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Applies `fieldValidation` to a request object: Strict fails on
+    /// unknown fields, Warn and Ignore drop them; returns the warnings.
+    pub fn check_fields(&self, obj: &mut Object, mode: FieldValidation) -> ApiResult<Vec<String>> {
+        match self.schema {
+            Some(rt) => crate::schema::check(
+                rt,
+                self.descriptor.api_version(),
+                &self.descriptor.gvk.kind,
+                obj,
+                mode,
+            ),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -828,6 +853,7 @@ impl ResourceStore {
                     }
                     let mut obj = obj;
                     meta_mut(&mut obj).insert("name".into(), name.into());
+                    self.check_fields(&mut obj, opts.field_validation)?;
                     return self
                         .create(cluster, namespace, obj, opts)
                         .await
@@ -849,6 +875,8 @@ impl ResourceStore {
             };
             if sub == Subresource::Scale {
                 patched = self.apply_scale(&current.obj, &patched)?;
+            } else {
+                self.check_fields(&mut patched, opts.field_validation)?;
             }
             // A resourceVersion the patch carries is a precondition; one it
             // left alone means "retry on conflict".

@@ -15,6 +15,7 @@ use registry::options::{
     DeleteOptions, ListOptions, WriteOptions, parse_dry_run, parse_propagation,
 };
 use registry::resource::ResourceDescriptor;
+use registry::schema::FieldValidation;
 use registry::store::{ResourceStore, Subresource};
 use registry::table::{IncludeObject, to_table};
 use registry::watch::WatchEvent;
@@ -98,18 +99,11 @@ impl Query {
             )
             .into());
         }
-        match self.get("fieldValidation") {
-            None | Some("" | "Strict" | "Warn" | "Ignore") => {}
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
-                )));
-            }
-        }
         Ok(WriteOptions {
             dry_run: parse_dry_run(self.all("dryRun"))?,
             field_manager,
             force: self.bool("force")?,
+            field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
         })
     }
 
@@ -332,21 +326,25 @@ pub async fn handle(
         }
         Verb::Create => {
             let bytes = body::read(headers, body).await?;
-            let obj = as_object(body::decode_object(headers, &bytes)?)?;
+            let mut obj = as_object(body::decode_object(headers, &bytes)?)?;
             let wopts = query.write_options()?;
+            let warnings = rs.check_fields(&mut obj, wopts.field_validation)?;
             let created = app
                 .registry
                 .create(&rs, &cluster, namespace, obj, &wopts)
                 .await?;
-            Ok(render.respond(
-                StatusCode::CREATED,
-                &render.object(Value::Object(created)),
-                false,
+            Ok(with_warnings(
+                render.respond(
+                    StatusCode::CREATED,
+                    &render.object(Value::Object(created)),
+                    false,
+                ),
+                &warnings,
             ))
         }
         Verb::Update => {
             let bytes = body::read(headers, body).await?;
-            let obj = as_object(body::decode_object(headers, &bytes)?)?;
+            let mut obj = as_object(body::decode_object(headers, &bytes)?)?;
             let wopts = query.write_options()?;
             if sub == Some("finalize") {
                 let o = app
@@ -355,6 +353,11 @@ pub async fn handle(
                     .await?;
                 return Ok(render.respond(StatusCode::OK, &render.object(Value::Object(o)), false));
             }
+            let warnings = if sub == Some("scale") {
+                Vec::new()
+            } else {
+                rs.check_fields(&mut obj, wopts.field_validation)?
+            };
             let (o, created) = app
                 .registry
                 .update(&rs, &cluster, namespace, name, obj, sub_kind(sub), &wopts)
@@ -369,7 +372,10 @@ pub async fn handle(
             } else {
                 StatusCode::OK
             };
-            Ok(render.respond(code, &render.object(Value::Object(o)), false))
+            Ok(with_warnings(
+                render.respond(code, &render.object(Value::Object(o)), false),
+                &warnings,
+            ))
         }
         Verb::Patch => {
             let bytes = body::read(headers, body).await?;
@@ -490,4 +496,15 @@ async fn watch_response(
         HeaderValue::from_static("no-cache, private"),
     );
     Ok(resp)
+}
+
+/// Adds `Warning: 299 - "<text>"` headers.
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
 }

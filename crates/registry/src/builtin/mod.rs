@@ -23,6 +23,7 @@ use crate::keys::KeyRoot;
 use crate::resource::{
     ALL_VERBS, DefaultStrategy, GenerationStrategy, ResourceDescriptor, Strategy,
 };
+use crate::schema::{RoundTrip, round_trip};
 
 pub mod apps_rules;
 pub mod core_rules;
@@ -47,17 +48,20 @@ impl ScopeOf for ClusterResourceScope {
 pub struct Builtin {
     pub descriptor: ResourceDescriptor,
     pub strategy: Arc<dyn Strategy>,
+    /// The k8s-openapi type, for field validation.
+    pub schema: RoundTrip,
 }
 
 struct Entry {
     descriptor: ResourceDescriptor,
     strategy: Arc<dyn Strategy>,
+    schema: RoundTrip,
 }
 
 impl Entry {
     fn new<K>(root: &KeyRoot, short: &[&'static str], cats: &[&'static str]) -> Self
     where
-        K: k8s_openapi::Resource,
+        K: k8s_openapi::Resource + serde::de::DeserializeOwned + serde::Serialize,
         K::Scope: ScopeOf,
     {
         let gvk = GroupVersionKind::gvk(K::GROUP, K::VERSION, K::KIND);
@@ -72,6 +76,7 @@ impl Entry {
                 ALL_VERBS,
             ),
             strategy: Arc::new(DefaultStrategy),
+            schema: round_trip::<K>,
         }
     }
 
@@ -103,6 +108,7 @@ impl Entry {
         Builtin {
             descriptor: self.descriptor,
             strategy: self.strategy,
+            schema: self.schema,
         }
     }
 }
