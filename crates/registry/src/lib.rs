@@ -12,7 +12,6 @@ mod namespaces;
 pub mod options;
 pub mod patch;
 pub mod rbac;
-pub mod rbac;
 pub mod registry;
 pub mod resource;
 pub mod schema;
