@@ -5,6 +5,7 @@
 pub mod builtin;
 pub mod cluster;
 pub mod discovery;
+pub mod fieldmanager;
 pub mod gc;
 pub mod keys;
 pub mod metadata;
