@@ -214,9 +214,15 @@ pub fn raw_request(
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
+    // A server may answer (413) and close before reading a large body:
+    // a failed body write still leaves a response to read.
+    let _ = s.write_all(body);
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    if let Err(e) = s.read_to_end(&mut raw)
+        && raw.is_empty()
+    {
+        return Err(e.into());
+    }
     parse_response(&raw)
 }
 

@@ -441,6 +441,38 @@ async fn legacy_and_aggregated_discovery_agree_and_serve_every_group_version() -
             legacy, aggregated,
             "{engine}: legacy and aggregated discovery differ"
         );
+        // Discovery answers If-None-Match with 304.
+        let r = server.request("GET", &format!("{p}/apis"), &[("Accept", AGG)], None)?;
+        let etag = r.header("ETag").context("ETag")?.to_owned();
+        let r = server.request(
+            "GET",
+            &format!("{p}/apis"),
+            &[("Accept", AGG), ("If-None-Match", &etag)],
+            None,
+        )?;
+        assert_eq!(r.status, 304, "{engine}");
+        // OpenAPI v3 under the workspace prefix: prefix-free serverRelativeURLs
+        // whose documents give PATCH the fieldValidation parameter and the GVK.
+        let (_, root) = server.get_json(&format!("{p}/openapi/v3"), None)?;
+        let url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
+            .as_str()
+            .context("apps/v1")?;
+        assert!(url.starts_with("/openapi/v3/apis/apps/v1?hash="), "{url}");
+        let (code, doc) = server.get_json(&format!("{p}{url}"), None)?;
+        assert_eq!(code, 200);
+        let patch =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "fieldValidation")
+        );
         // kube-rs discovery works both ways.
         let c = client(&server, "acme")?;
         let d = kube::Discovery::new(c.clone()).run().await?;
@@ -718,6 +750,67 @@ async fn wire_details_match_kubernetes() -> Result<()> {
             (code, svc["spec"]["ports"][0]["port"].as_i64()),
             (200, Some(443))
         );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn helm_release_secret_pattern() -> Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    for (engine, server) in servers_for("helm_release_secret_pattern")? {
+        server.create_workspace("acme")?;
+        let c = client(&server, "acme")?;
+        let ns: Api<Namespace> = Api::all(c.clone());
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "apps"}}))?,
+        )
+        .await?;
+        let secrets: Api<Secret> = Api::namespaced(c.clone(), "apps");
+        let release: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "sh.helm.release.v1.web.v1", "labels": {"name": "web", "owner": "helm", "status": "pending-install", "version": "1"}},
+            "type": "helm.sh/release.v1",
+            "data": {"release": "SDRzSUFBQUFBQUFBLw=="},
+        }))?;
+        secrets.create(&PostParams::default(), &release).await?;
+        let mine = secrets
+            .list(&ListParams::default().labels("name=web,owner=helm"))
+            .await?;
+        assert_eq!(mine.items.len(), 1, "{engine}");
+        // helm PUTs the release without a resourceVersion.
+        let mut deployed = release.clone();
+        deployed
+            .metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("status".into(), "deployed".into());
+        secrets
+            .replace(
+                "sh.helm.release.v1.web.v1",
+                &PostParams::default(),
+                &deployed,
+            )
+            .await?;
+        // `helm list -A`: every namespace, by label, and the type field selector.
+        let all: Api<Secret> = Api::all(c);
+        let listed = all
+            .list(
+                &ListParams::default()
+                    .labels("owner=helm,status=deployed")
+                    .fields("type=helm.sh/release.v1"),
+            )
+            .await?;
+        assert_eq!(listed.items.len(), 1, "{engine}");
+        assert_eq!(listed.items[0].metadata.namespace.as_deref(), Some("apps"));
+        let none = all
+            .list(&ListParams::default().labels("owner=helm,status=superseded"))
+            .await?;
+        assert!(none.items.is_empty());
+        let bad = all
+            .list(&ListParams::default().labels("owner in (helm"))
+            .await
+            .unwrap_err();
+        assert_eq!(api_code(&bad).map(|c| c.0), Some(400), "{engine}");
     }
     Ok(())
 }

@@ -67,10 +67,12 @@ impl Registry {
         });
         let mut stores = Vec::new();
         for b in builtin::catalog(&root) {
-            stores.push(Arc::new(
-                ResourceStore::new(Arc::new(b.descriptor), b.strategy, ctx.clone())
-                    .with_schema(b.schema),
-            ));
+            let mut rs = ResourceStore::new(Arc::new(b.descriptor), b.strategy, ctx.clone())
+                .with_schema(b.schema);
+            if let Some(c) = b.conversion {
+                rs = rs.with_conversion(c);
+            }
+            stores.push(Arc::new(rs));
         }
         stores.push(Arc::new(ResourceStore::new(
             Arc::new(workspace::descriptor(&root)),

@@ -98,9 +98,17 @@ impl Filter {
     }
 }
 
+/// How a resource's API form maps to its stored form, for resources that
+/// share another one's storage (events.k8s.io/v1 Events are core/v1 Events).
+pub trait StorageConversion: Send + Sync + 'static {
+    fn api_to_storage(&self, obj: Object) -> Object;
+    fn storage_to_api(&self, obj: Object) -> Object;
+}
+
 pub struct ResourceStore {
     pub descriptor: Arc<ResourceDescriptor>,
     pub strategy: Arc<dyn Strategy>,
+    conversion: Option<Arc<dyn StorageConversion>>,
     /// The typed form for field validation (built-ins).
     schema: Option<RoundTrip>,
     ctx: Arc<StoreContext>,
@@ -135,6 +143,66 @@ fn encode(obj: &Object) -> ApiResult<Bytes> {
         .map_err(|e| ApiError::internal(format!("Internal error occurred: {e}")))
 }
 
+/// The stored bytes with `"resourceVersion":"<rev>"` inserted at the top of
+/// the top-level `metadata` object: a GET answered without decoding and
+/// re-encoding the object. `None` if the document has no such object.
+pub fn splice_resource_version(doc: &[u8], rev: Revision) -> Option<Bytes> {
+    let n = doc.len();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < n {
+        match doc[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < n && doc[i] != b'"' {
+                    i += if doc[i] == b'\\' { 2 } else { 1 };
+                }
+                if i >= n {
+                    return None;
+                }
+                if depth == 1 && &doc[start..i] == b"metadata" {
+                    let mut j = i + 1;
+                    while j < n && doc[j].is_ascii_whitespace() {
+                        j += 1;
+                    }
+                    if j < n && doc[j] == b':' {
+                        j += 1;
+                        while j < n && doc[j].is_ascii_whitespace() {
+                            j += 1;
+                        }
+                        if j < n && doc[j] == b'{' {
+                            let rest = &doc[j + 1..];
+                            let empty =
+                                rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+                            let field = format!(
+                                "\"resourceVersion\":\"{rev}\"{}",
+                                if empty { "" } else { "," }
+                            );
+                            let mut out = Vec::with_capacity(n + field.len());
+                            out.extend_from_slice(&doc[..=j]);
+                            out.extend_from_slice(field.as_bytes());
+                            out.extend_from_slice(rest);
+                            return Some(Bytes::from(out));
+                        }
+                    }
+                }
+                i += 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 fn without_rv(obj: &Object) -> Object {
     let mut o = obj.clone();
     meta_mut(&mut o).remove("resourceVersion");
@@ -151,7 +219,31 @@ impl ResourceStore {
             descriptor,
             strategy,
             schema: None,
+            conversion: None,
             ctx,
+        }
+    }
+
+    #[must_use]
+    pub fn with_conversion(mut self, conversion: Arc<dyn StorageConversion>) -> Self {
+        self.conversion = Some(conversion);
+        self
+    }
+
+    /// A stored object in this resource's API form.
+    pub(crate) fn read(&self, kv: &KeyValue) -> ApiResult<Object> {
+        let obj = decode(kv)?;
+        Ok(match &self.conversion {
+            Some(c) => c.storage_to_api(obj),
+            None => obj,
+        })
+    }
+
+    /// The stored form of an API object.
+    fn write(&self, obj: &Object) -> ApiResult<Bytes> {
+        match &self.conversion {
+            Some(c) => encode(&c.api_to_storage(obj.clone())),
+            None => encode(obj),
         }
     }
 
@@ -228,7 +320,7 @@ impl ResourceStore {
             .map_err(|e| status::interpret_get_error(e, self.qr(), name))?;
         match resp.kv {
             Some(kv) => Ok(Some(Current {
-                obj: decode(&kv)?,
+                obj: self.read(&kv)?,
                 mod_revision: Some(kv.mod_revision),
             })),
             None => Ok(self
@@ -254,6 +346,39 @@ impl ResourceStore {
             Some(c) => Ok(c.obj),
             None => Err(ApiError::not_found(self.qr(), name)),
         }
+    }
+
+    /// GET as JSON bytes, without decoding the stored object (the hot path).
+    pub async fn get_json(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Bytes> {
+        let key = self.key(cluster, namespace, name)?;
+        let resp = self
+            .ctx
+            .store
+            .get(&key, None)
+            .await
+            .map_err(|e| status::interpret_get_error(e, self.qr(), name))?;
+        let obj = match resp.kv {
+            Some(kv) if self.conversion.is_none() => {
+                match splice_resource_version(&kv.value, kv.mod_revision) {
+                    Some(b) => return Ok(b),
+                    None => decode(&kv)?,
+                }
+            }
+            Some(kv) => self.read(&kv)?,
+            None => self
+                .implicit(cluster, namespace)
+                .into_iter()
+                .find(|o| metadata::name(o) == name)
+                .ok_or_else(|| ApiError::not_found(self.qr(), name))?,
+        };
+        serde_json::to_vec(&obj)
+            .map(Bytes::from)
+            .map_err(|e| ApiError::internal(format!("Internal error occurred: {e}")))
     }
 
     // --------------------------------------------------------------- list
@@ -417,7 +542,7 @@ impl ResourceStore {
                 {
                     continue;
                 }
-                let obj = decode(kv)?;
+                let obj = self.read(kv)?;
                 if self.matches(filter, &obj) {
                     items.push((kv.key.to_vec(), obj));
                     if limit > 0 && items.len() == limit {
@@ -649,7 +774,7 @@ impl ResourceStore {
                 }
                 return Ok(obj);
             }
-            let bytes = encode(&obj)?;
+            let bytes = self.write(&obj)?;
             match self.ctx.store.create(&key, bytes, None).await {
                 Ok(kv) => {
                     set_rv(&mut obj, kv.mod_revision);
@@ -782,7 +907,7 @@ impl ResourceStore {
         if opts.dry_run {
             return Ok(Some(new));
         }
-        let bytes = encode(&new)?;
+        let bytes = self.write(&new)?;
         let result = match current.mod_revision {
             Some(rev) => self.ctx.store.update(&key, bytes, rev, None).await,
             None => self.ctx.store.create(&key, bytes, None).await,
@@ -1097,7 +1222,12 @@ impl ResourceStore {
                 if opts.dry_run {
                     return Ok(DeleteOutcome::Pending(obj));
                 }
-                match self.ctx.store.update(&key, encode(&obj)?, rev, None).await {
+                match self
+                    .ctx
+                    .store
+                    .update(&key, self.write(&obj)?, rev, None)
+                    .await
+                {
                     Ok(kv) => {
                         set_rv(&mut obj, kv.mod_revision);
                         return Ok(DeleteOutcome::Pending(obj));
@@ -1206,7 +1336,7 @@ impl ResourceStore {
             if !mutate(&mut obj) {
                 return Ok(Some(current.obj));
             }
-            let bytes = encode(&obj)?;
+            let bytes = self.write(&obj)?;
             let result = match current.mod_revision {
                 Some(rev) => self.ctx.store.update(&key, bytes, rev, None).await,
                 None => self.ctx.store.create(&key, bytes, None).await,
@@ -1239,5 +1369,27 @@ impl ResourceStore {
             Ok(_) | Err(storage::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(status::interpret_delete_error(e, self.qr(), name)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splices_into_top_level_metadata() {
+        let doc = br#"{"apiVersion":"v1","data":{"metadata":"{\"metadata\":{}}"},"kind":"ConfigMap","metadata":{"name":"x"},"spec":{"template":{"metadata":{}}}}"#;
+        let out = splice_resource_version(doc, 42).expect("spliced");
+        let v: Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(v["metadata"]["resourceVersion"], "42");
+        assert_eq!(v["metadata"]["name"], "x");
+        assert!(
+            v["spec"]["template"]["metadata"]
+                .get("resourceVersion")
+                .is_none()
+        );
+        let empty = splice_resource_version(br#"{"metadata":{}}"#, 7).expect("spliced");
+        assert_eq!(&empty[..], br#"{"metadata":{"resourceVersion":"7"}}"#);
+        assert!(splice_resource_version(br#"{"kind":"metadata"}"#, 1).is_none());
     }
 }

@@ -15,7 +15,7 @@ use crate::metadata::meta_mut;
 use crate::options::{ListOptions, ReadFrom};
 use crate::resource::Object;
 use crate::status::{self, ApiResult};
-use crate::store::{Filter, ResourceStore, decode};
+use crate::store::{Filter, ResourceStore};
 
 /// Bookmarks are sent at most this often (upstream: about once a minute).
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
@@ -262,7 +262,7 @@ impl ResourceStore {
         let rev = ev.revision();
         match ev.kind {
             EventKind::Put => {
-                let new = decode(&ev.kv)?;
+                let new = self.read(&ev.kv)?;
                 let new_match = self.matches_filter(filter, &new);
                 let Some(prev) = &ev.prev_kv else {
                     return Ok(new_match.then_some(WatchEvent::Added(Value::Object(new))));
@@ -270,7 +270,7 @@ impl ResourceStore {
                 if filter.is_empty() {
                     return Ok(Some(WatchEvent::Modified(Value::Object(new))));
                 }
-                let mut old = decode(prev)?;
+                let mut old = self.read(prev)?;
                 let old_match = self.matches_filter(filter, &old);
                 Ok(match (old_match, new_match) {
                     (true, true) => Some(WatchEvent::Modified(Value::Object(new))),
@@ -286,7 +286,7 @@ impl ResourceStore {
                 let Some(prev) = &ev.prev_kv else {
                     return Ok(None);
                 };
-                let mut old = decode(prev)?;
+                let mut old = self.read(prev)?;
                 if !self.matches_filter(filter, &old) {
                     return Ok(None);
                 }

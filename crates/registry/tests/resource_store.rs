@@ -571,3 +571,52 @@ async fn workspace_index_loads_from_storage() {
         404
     );
 }
+
+#[tokio::test]
+async fn both_event_apis_share_one_store() {
+    let f = fixture().await;
+    let v1 = f.rs("events.k8s.io", "v1", "events");
+    let core = f.rs("", "v1", "events");
+    let created = v1
+        .create(
+            &f.cluster,
+            Some("default"),
+            obj(json!({
+                "metadata": {"name": "e1"},
+                "eventTime": "2024-01-01T00:00:00.000000Z",
+                "reportingController": "ctl",
+                "reportingInstance": "ctl-1",
+                "action": "Start",
+                "reason": "Started",
+                "regarding": {"kind": "Pod", "name": "web", "namespace": "default"},
+                "note": "started",
+                "type": "Normal",
+            })),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("events.k8s.io create");
+    assert_eq!(created["apiVersion"], "events.k8s.io/v1");
+    let scope = ClusterScope::One(f.cluster.clone());
+    let seen = core
+        .list(
+            &scope,
+            Some("default"),
+            &ListOptions {
+                field_selector: Some("involvedObject.name=web".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("core list");
+    assert_eq!(seen.items.len(), 1);
+    assert_eq!(seen.items[0]["apiVersion"], "v1");
+    assert_eq!(seen.items[0]["message"], "started");
+    assert_eq!(seen.items[0]["reportingComponent"], "ctl");
+    let back = v1
+        .get(&f.cluster, Some("default"), "e1")
+        .await
+        .expect("v1 get");
+    assert_eq!(back["note"], "started");
+    assert_eq!(back["regarding"]["name"], "web");
+}

@@ -43,10 +43,34 @@ pub fn bytes_response(code: StatusCode, content_type: &str, body: Bytes) -> Resp
     r
 }
 
-fn discovery_response(content_type: &str, body: Bytes) -> Response {
-    let mut r = bytes_response(StatusCode::OK, content_type, body);
+/// Discovery documents carry an ETag (a hash of the body) and answer a
+/// matching `If-None-Match` with 304, as kube-apiserver does.
+fn discovery_response(headers: &HeaderMap, content_type: &str, body: Bytes) -> Response {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    content_type.hash(&mut h);
+    body.hash(&mut h);
+    let etag = format!("\"{:016X}\"", h.finish());
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut r = if matches {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(content_type) {
+            r.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        r
+    } else {
+        bytes_response(StatusCode::OK, content_type, body)
+    };
     r.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
     r
 }
 
@@ -60,7 +84,7 @@ pub fn root_list(api: &ApiSet, headers: &HeaderMap, core: bool) -> Result<Respon
             } else {
                 &api.rendered.aggregated_groups
             };
-            discovery_response(&out.content_type(true), body.clone())
+            discovery_response(headers, &out.content_type(true), body.clone())
         }
         _ => {
             let body = if core {
@@ -68,7 +92,7 @@ pub fn root_list(api: &ApiSet, headers: &HeaderMap, core: bool) -> Result<Respon
             } else {
                 &api.rendered.group_list
             };
-            discovery_response("application/json", body.clone())
+            discovery_response(headers, "application/json", body.clone())
         }
     })
 }
@@ -80,7 +104,11 @@ pub fn group(api: &ApiSet, headers: &HeaderMap, name: &str) -> Result<Response, 
         .groups
         .get(name)
         .ok_or_else(ApiError::not_found)?;
-    Ok(discovery_response("application/json", body.clone()))
+    Ok(discovery_response(
+        headers,
+        "application/json",
+        body.clone(),
+    ))
 }
 
 pub fn resource_list(
@@ -95,7 +123,11 @@ pub fn resource_list(
         .resource_lists
         .get(&(group.to_owned(), version.to_owned()))
         .ok_or_else(ApiError::not_found)?;
-    Ok(discovery_response("application/json", body.clone()))
+    Ok(discovery_response(
+        headers,
+        "application/json",
+        body.clone(),
+    ))
 }
 
 pub fn root_paths(api: &ApiSet) -> Response {

@@ -294,6 +294,14 @@ pub async fn handle(
     let name = req.name.as_deref().unwrap_or("");
     let sub = req.subresource.as_deref();
     match verb {
+        Verb::Get if output == Output::Json && sub.is_none() => {
+            let bytes = rs.get_json(&cluster, namespace, name).await?;
+            Ok(crate::discovery::bytes_response(
+                StatusCode::OK,
+                "application/json",
+                bytes,
+            ))
+        }
         Verb::Get => {
             let obj = rs.get(&cluster, namespace, name).await?;
             let obj = if sub == Some("scale") {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use k8s_openapi::api::{
     admissionregistration::v1 as admission, apps::v1 as apps, autoscaling::v2 as autoscaling,
     batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination,
-    core::v1 as core, discovery::v1 as discovery, events::v1 as events,
+    core::v1 as core, discovery::v1 as discovery, events::v1 as events_api,
     flowcontrol::v1 as flowcontrol, networking::v1 as networking, node::v1 as node,
     policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
     storage::v1 as storage_api,
@@ -24,9 +24,11 @@ use crate::resource::{
     ALL_VERBS, DefaultStrategy, GenerationStrategy, ResourceDescriptor, Strategy,
 };
 use crate::schema::{RoundTrip, round_trip};
+use crate::store::StorageConversion;
 
 pub mod apps_rules;
 pub mod core_rules;
+pub mod events;
 pub mod namespace;
 pub mod service;
 
@@ -50,12 +52,15 @@ pub struct Builtin {
     pub strategy: Arc<dyn Strategy>,
     /// The k8s-openapi type, for field validation.
     pub schema: RoundTrip,
+    /// Set for resources stored in another resource's form.
+    pub conversion: Option<Arc<dyn StorageConversion>>,
 }
 
 struct Entry {
     descriptor: ResourceDescriptor,
     strategy: Arc<dyn Strategy>,
     schema: RoundTrip,
+    conversion: Option<Arc<dyn StorageConversion>>,
 }
 
 impl Entry {
@@ -77,7 +82,21 @@ impl Entry {
             ),
             strategy: Arc::new(DefaultStrategy),
             schema: round_trip::<K>,
+            conversion: None,
         }
+    }
+
+    /// Stores this resource under another resource's prefix, converted.
+    fn stored_as(
+        mut self,
+        root: &KeyRoot,
+        group: &str,
+        plural: &str,
+        c: impl StorageConversion,
+    ) -> Self {
+        self.descriptor.prefix = root.resource_prefix(group, plural);
+        self.conversion = Some(Arc::new(c));
+        self
     }
 
     fn strategy(mut self, s: impl Strategy) -> Self {
@@ -109,6 +128,7 @@ impl Entry {
             descriptor: self.descriptor,
             strategy: self.strategy,
             schema: self.schema,
+            conversion: self.conversion,
         }
     }
 }
@@ -170,7 +190,12 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
             .status()
             .scale(),
         // events.k8s.io/v1
-        Entry::new::<events::Event>(r, &["ev"], &[]),
+        Entry::new::<events_api::Event>(r, &["ev"], &[]).stored_as(
+            r,
+            "",
+            "events",
+            events::EventsV1Conversion,
+        ),
         // autoscaling/v2
         Entry::new::<autoscaling::HorizontalPodAutoscaler>(r, &["hpa"], ALL).status(),
         // batch/v1
