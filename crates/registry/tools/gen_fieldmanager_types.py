@@ -124,6 +124,24 @@ def type_expr(s, map_type=None):
     return None
 
 
+# Go non-pointer struct fields that are optional in the schema: a typed
+# object always carries them (as `{}`), which upstream's Update tracking sees.
+# Required fields are always present too (`null` or `{}`).
+NON_POINTER = {"metadata", "spec", "status", "strategy", "updateStrategy", "template",
+               "jobTemplate", "loadBalancer", "daemonEndpoints", "nodeInfo", "resources"}
+
+
+def always_present(defname, prop, s):
+    if prop not in NON_POINTER or ref_name(s) is None or def_kind(ref_name(s)) != "struct":
+        return False
+    short = defname.split(".")[-1]
+    if prop == "template" and short == "ReplicationControllerSpec":
+        return False
+    if prop == "resources" and short not in ("Container", "EphemeralContainer", "PersistentVolumeClaimSpec"):
+        return False
+    return True
+
+
 kinds = []
 for name, d in sorted(defs.items()):
     for gvk in d.get("x-kubernetes-group-version-kind", []):
@@ -145,9 +163,12 @@ while i < len(order):  # order grows while walking
     d = defs[name]
     flags = "a" if d.get("x-kubernetes-map-type") == "atomic" and not full.endswith("#granular") else "-"
     parts = []
+    required = set(d.get("required", []))
     for prop, s in sorted(d.get("properties", {}).items()):
         e = type_expr(s)
         if e is not None:
+            if prop in required or always_present(name, prop, s):
+                e = "+" + e
             parts.append(prop + "=" + e)
     short = full.replace("io.k8s.api.", "").replace("io.k8s.apimachinery.pkg.apis.", "").replace(
         "io.k8s.apiextensions-apiserver.pkg.apis.", "").replace("io.k8s.kube-aggregator.pkg.apis.", "")
@@ -160,7 +181,8 @@ with open(out, "w") as f:
     f.write("// TYPES: line N = definition N: `name flags field=type...`, flags `a` = atomic\n")
     f.write("// struct. Types: `s` scalar, `d` deduced, `N` definition, `!N` atomic use of\n")
     f.write("// definition N, `{T` map, `{!T` atomic map, `[=T` set, `[k1,k2;T` map list\n")
-    f.write("// (`k=v`: key default). Scalar and atomic-list fields are omitted: they\n")
+    f.write("// (`k=v`: key default); `+T`: always present in a typed object (required,\n")
+    f.write("// or a Go non-pointer struct). Scalar and atomic-list fields are omitted: they\n")
     f.write("// behave as undeclared (deduced) fields. KINDS: `apiVersion kind definition`.\n\n")
     f.write('pub(super) const TYPES: &str = "\\\n')
     for l in lines:

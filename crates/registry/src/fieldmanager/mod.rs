@@ -260,6 +260,23 @@ pub fn apply(
         )));
     }
 
+    // Upstream converts the patch to a typed value first: a malformed
+    // configuration fails before anything else, naming its kind.
+    if let Err(e) = typed::to_field_set(&types.schema, types.root, applied, false) {
+        let kind = applied
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let gv = if patch_version.contains('/') {
+            patch_version.to_string()
+        } else {
+            format!("/{patch_version}")
+        };
+        return Err(ApplyError::Invalid(format!(
+            "failed to create typed patch object ({gv}, Kind={kind}): {e}"
+        )));
+    }
+
     let mut live_obj = live.cloned().unwrap_or_else(empty_object);
     let managed = Managed::decode(&live_obj)
         .map_err(|e| ApplyError::Invalid(format!("failed to decode managed fields: {e}")))?;
@@ -384,7 +401,10 @@ fn record_update(
         subresource: subresource.to_string(),
     };
     let updater = Updater { types, ignored };
-    updater.update_op(old, new, managed, &current)?;
+    let (mut old, mut new) = (old.clone(), new.clone());
+    typed::fill_present(&types.schema, types.root, &mut old);
+    typed::fill_present(&types.schema, types.root, &mut new);
+    updater.update_op(&old, &new, managed, &current)?;
     if let Some(op) = managed.remove(&current) {
         let set = op.set.difference(&strip_set());
         if !set.is_empty() {

@@ -544,21 +544,19 @@ fn compare_list(
     Ok(())
 }
 
-/// Removes the members of `set` from `v` (upstream's `RemoveItems`).
-///
-/// Upstream leaves a map or list that the removal emptied as `null`; typed
-/// conversion (built-ins) and CRD pruning (non-nullable fields) then drop
-/// it, so here it is dropped at once: `None` means "nothing left".
-pub(crate) fn remove_items(schema: &Schema, t: TypeId, v: &Value, set: &FieldSet) -> Option<Value> {
+/// Removes the members of `set` from `v` (upstream's `RemoveItems`). As
+/// upstream, a map or list that the removal empties becomes `null` (which
+/// later field sets see as a leaf); [`drop_removal_nulls`] cleans the final
+/// result.
+pub(crate) fn remove_items(schema: &Schema, t: TypeId, v: &Value, set: &FieldSet) -> Value {
     match shape(schema, t, Some(v)) {
         Shape::Leaf | Shape::Map { atomic: true, .. } | Shape::List { atomic: true, .. } => {
-            Some(v.clone())
+            v.clone()
         }
         Shape::Map { t, .. } => {
-            let m = as_map(Some(v))?;
-            if m.is_empty() {
-                return None;
-            }
+            let Some(m) = as_map(Some(v)) else {
+                return Value::Null;
+            };
             let mut out = Map::new();
             for (k, child) in m {
                 let pe = PathElement::Field(k.clone());
@@ -567,19 +565,20 @@ pub(crate) fn remove_items(schema: &Schema, t: TypeId, v: &Value, set: &FieldSet
                 }
                 let child = match set.child(&pe) {
                     Some(sub) => remove_items(schema, schema.field(t, k).0, child, sub),
-                    None => Some(child.clone()),
+                    None => child.clone(),
                 };
-                if let Some(c) = child {
-                    out.insert(k.clone(), c);
-                }
+                out.insert(k.clone(), child);
             }
-            (!out.is_empty()).then_some(Value::Object(out))
+            if out.is_empty() {
+                Value::Null
+            } else {
+                Value::Object(out)
+            }
         }
         Shape::List { elem, kind, .. } => {
-            let items = as_list(Some(v))?;
-            if items.is_empty() {
-                return None;
-            }
+            let Some(items) = as_list(Some(v)) else {
+                return Value::Null;
+            };
             let mut out = Vec::new();
             for item in items {
                 let Ok(pe) = list_item_element(kind, item) else {
@@ -589,14 +588,39 @@ pub(crate) fn remove_items(schema: &Schema, t: TypeId, v: &Value, set: &FieldSet
                 if set.has_member(&pe) {
                     continue;
                 }
-                let kept = match set.child(&pe) {
+                out.push(match set.child(&pe) {
                     Some(sub) => remove_items(schema, elem, item, sub),
-                    None => Some(item.clone()),
-                };
-                out.extend(kept);
+                    None => item.clone(),
+                });
             }
-            (!out.is_empty()).then_some(Value::Array(out))
+            if out.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(out)
+            }
         }
+    }
+}
+
+/// Drops the nulls that [`remove_items`] left where `before` had a value:
+/// upstream's typed conversion (built-ins) and CRD pruning (non-nullable
+/// fields) drop them before the object is stored.
+pub(crate) fn drop_removal_nulls(v: &mut Value, before: &Value) {
+    match (v, before) {
+        (Value::Object(m), Value::Object(b)) => {
+            m.retain(|k, child| !(child.is_null() && b.get(k).is_some_and(|x| !x.is_null())));
+            for (k, child) in m.iter_mut() {
+                if let Some(bc) = b.get(k) {
+                    drop_removal_nulls(child, bc);
+                }
+            }
+        }
+        (Value::Array(items), Value::Array(b)) => {
+            if !b.iter().any(Value::is_null) {
+                items.retain(|i| !i.is_null());
+            }
+        }
+        _ => {}
     }
 }
 
@@ -640,5 +664,44 @@ fn ensure_walk(
         path.push(pe.clone());
         ensure_walk(schema, child_t, sub, path, out);
         path.pop();
+    }
+}
+
+/// Adds the fields a typed (Go) object always carries and `v` omits: `{}`
+/// for structs, `null` otherwise, recursively. Upstream tracks updates on
+/// typed objects, so a Deployment's `.spec` or a pod's `.containers` are
+/// never "added" by a write; comparing filled copies reproduces that.
+pub(crate) fn fill_present(schema: &Schema, t: TypeId, v: &mut Value) {
+    match (schema.atom(t), v) {
+        (
+            Atom::Map {
+                fields,
+                elem,
+                present,
+                ..
+            },
+            Value::Object(m),
+        ) => {
+            for name in present {
+                if !m.contains_key(name) {
+                    let zero = match fields.get(name).map(|ft| schema.atom(*ft)) {
+                        Some(Atom::Map { .. }) => Value::Object(Map::new()),
+                        _ => Value::Null,
+                    };
+                    m.insert(name.clone(), zero);
+                }
+            }
+            for (k, child) in m.iter_mut() {
+                if let Some(ft) = fields.get(k).copied().or(*elem) {
+                    fill_present(schema, ft, child);
+                }
+            }
+        }
+        (Atom::List { elem, .. }, Value::Array(items)) => {
+            for item in items {
+                fill_present(schema, *elem, item);
+            }
+        }
+        _ => {}
     }
 }

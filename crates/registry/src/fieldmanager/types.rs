@@ -38,6 +38,9 @@ pub(crate) enum Atom {
         fields: HashMap<String, TypeId>,
         elem: Option<TypeId>,
         atomic: bool,
+        /// Fields a typed (Go) object always carries: required ones and
+        /// non-pointer structs. Built-ins only.
+        present: Vec<String>,
     },
     List {
         elem: TypeId,
@@ -131,8 +134,16 @@ fn parse_builtin() -> Builtin {
         }
         let atomic = words.next() == Some("a");
         let mut fields = HashMap::new();
+        let mut present = Vec::new();
         for w in words {
             if let Some((field, expr)) = w.split_once('=') {
+                let expr = match expr.strip_prefix('+') {
+                    Some(e) => {
+                        present.push(field.to_string());
+                        e
+                    }
+                    None => expr,
+                };
                 let t = parse_type_expr(&mut schema, base, expr);
                 fields.insert(field.to_string(), t);
             }
@@ -141,6 +152,7 @@ fn parse_builtin() -> Builtin {
             fields,
             elem: None,
             atomic,
+            present,
         };
     }
     let mut kinds = HashMap::new();
@@ -173,10 +185,16 @@ fn parse_type_expr(schema: &mut Schema, base: TypeId, expr: &str) -> TypeId {
         // An atomic use of a struct definition: a copy with the flag set.
         let t = parse_type_expr(schema, base, rest);
         let atom = match schema.atom(t).clone() {
-            Atom::Map { fields, elem, .. } => Atom::Map {
+            Atom::Map {
+                fields,
+                elem,
+                present,
+                ..
+            } => Atom::Map {
                 fields,
                 elem,
                 atomic: true,
+                present,
             },
             other => other,
         };
@@ -192,6 +210,7 @@ fn parse_type_expr(schema: &mut Schema, base: TypeId, expr: &str) -> TypeId {
             fields: HashMap::new(),
             elem: Some(elem),
             atomic,
+            present: Vec::new(),
         });
     }
     if let Some(rest) = expr.strip_prefix("[=") {
@@ -299,6 +318,7 @@ fn import(from: &Schema, t: TypeId, to: &mut Schema, map: &mut HashMap<TypeId, T
             fields,
             elem,
             atomic,
+            present,
         } => Atom::Map {
             fields: fields
                 .into_iter()
@@ -306,6 +326,7 @@ fn import(from: &Schema, t: TypeId, to: &mut Schema, map: &mut HashMap<TypeId, T
                 .collect(),
             elem: elem.map(|e| import(from, e, to, map)),
             atomic,
+            present,
         },
         Atom::List { elem, kind } => Atom::List {
             elem: import(from, elem, to, map),
@@ -412,6 +433,7 @@ fn convert_schema(schema: &mut Schema, s: &Value, path: &str) -> Result<TypeId, 
                 fields,
                 elem,
                 atomic,
+                present: Vec::new(),
             }))
         }
         Some(_) => Ok(SCALAR),

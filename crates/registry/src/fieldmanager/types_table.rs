@@ -4,195 +4,196 @@
 // TYPES: line N = definition N: `name flags field=type...`, flags `a` = atomic
 // struct. Types: `s` scalar, `d` deduced, `N` definition, `!N` atomic use of
 // definition N, `{T` map, `{!T` atomic map, `[=T` set, `[k1,k2;T` map list
-// (`k=v`: key default). Scalar and atomic-list fields are omitted: they
+// (`k=v`: key default); `+T`: always present in a typed object (required,
+// or a Go non-pointer struct). Scalar and atomic-list fields are omitted: they
 // behave as undeclared (deduced) fields. KINDS: `apiVersion kind definition`.
 
 pub(super) const TYPES: &str = "\
-admissionregistration.v1.MutatingWebhookConfiguration - metadata=91 webhooks=[name;92
+admissionregistration.v1.MutatingWebhookConfiguration - metadata=+91 webhooks=[name;92
 \
-admissionregistration.v1.ValidatingAdmissionPolicy - metadata=91 spec=93 status=94
+admissionregistration.v1.ValidatingAdmissionPolicy - metadata=+91 spec=+93 status=+94
 \
-admissionregistration.v1.ValidatingAdmissionPolicyBinding - metadata=91 spec=95
+admissionregistration.v1.ValidatingAdmissionPolicyBinding - metadata=+91 spec=+95
 \
-admissionregistration.v1.ValidatingWebhookConfiguration - metadata=91 webhooks=[name;96
+admissionregistration.v1.ValidatingWebhookConfiguration - metadata=+91 webhooks=[name;96
 \
-admissionregistration.v1alpha1.MutatingAdmissionPolicy - metadata=91 spec=97
+admissionregistration.v1alpha1.MutatingAdmissionPolicy - metadata=+91 spec=+97
 \
-admissionregistration.v1alpha1.MutatingAdmissionPolicyBinding - metadata=91 spec=98
+admissionregistration.v1alpha1.MutatingAdmissionPolicyBinding - metadata=+91 spec=+98
 \
-admissionregistration.v1beta1.ValidatingAdmissionPolicy - metadata=91 spec=99 status=100
+admissionregistration.v1beta1.ValidatingAdmissionPolicy - metadata=+91 spec=+99 status=+100
 \
-admissionregistration.v1beta1.ValidatingAdmissionPolicyBinding - metadata=91 spec=101
+admissionregistration.v1beta1.ValidatingAdmissionPolicyBinding - metadata=+91 spec=+101
 \
-apiserverinternal.v1alpha1.StorageVersion - metadata=91 spec=d status=102
+apiserverinternal.v1alpha1.StorageVersion - metadata=+91 spec=+d status=+102
 \
-apps.v1.ControllerRevision - data=d metadata=91
+apps.v1.ControllerRevision - data=d metadata=+91
 \
-apps.v1.DaemonSet - metadata=91 spec=103 status=104
+apps.v1.DaemonSet - metadata=+91 spec=+103 status=+104
 \
-apps.v1.Deployment - metadata=91 spec=105 status=106
+apps.v1.Deployment - metadata=+91 spec=+105 status=+106
 \
-apps.v1.ReplicaSet - metadata=91 spec=107 status=108
+apps.v1.ReplicaSet - metadata=+91 spec=+107 status=+108
 \
-apps.v1.StatefulSet - metadata=91 spec=109 status=110
+apps.v1.StatefulSet - metadata=+91 spec=+109 status=+110
 \
-authentication.v1.SelfSubjectReview - metadata=91 status=111
+authentication.v1.SelfSubjectReview - metadata=+91 status=+111
 \
-authentication.v1.TokenRequest - metadata=91 spec=112 status=113
+authentication.v1.TokenRequest - metadata=+91 spec=+112 status=+113
 \
-authentication.v1.TokenReview - metadata=91 spec=114 status=115
+authentication.v1.TokenReview - metadata=+91 spec=+114 status=+115
 \
-authorization.v1.LocalSubjectAccessReview - metadata=91 spec=116 status=117
+authorization.v1.LocalSubjectAccessReview - metadata=+91 spec=+116 status=+117
 \
-authorization.v1.SelfSubjectAccessReview - metadata=91 spec=118 status=117
+authorization.v1.SelfSubjectAccessReview - metadata=+91 spec=+118 status=+117
 \
-authorization.v1.SelfSubjectRulesReview - metadata=91 spec=119 status=120
+authorization.v1.SelfSubjectRulesReview - metadata=+91 spec=+119 status=+120
 \
-authorization.v1.SubjectAccessReview - metadata=91 spec=116 status=117
+authorization.v1.SubjectAccessReview - metadata=+91 spec=+116 status=+117
 \
-autoscaling.v1.HorizontalPodAutoscaler - metadata=91 spec=121 status=122
+autoscaling.v1.HorizontalPodAutoscaler - metadata=+91 spec=+121 status=+122
 \
-autoscaling.v1.Scale - metadata=91 spec=123 status=124
+autoscaling.v1.Scale - metadata=+91 spec=+123 status=+124
 \
-autoscaling.v2.HorizontalPodAutoscaler - metadata=91 spec=125 status=126
+autoscaling.v2.HorizontalPodAutoscaler - metadata=+91 spec=+125 status=+126
 \
-batch.v1.CronJob - metadata=91 spec=127 status=128
+batch.v1.CronJob - metadata=+91 spec=+127 status=+128
 \
-batch.v1.Job - metadata=91 spec=129 status=130
+batch.v1.Job - metadata=+91 spec=+129 status=+130
 \
-certificates.v1.CertificateSigningRequest - metadata=91 spec=131 status=132
+certificates.v1.CertificateSigningRequest - metadata=+91 spec=+131 status=+132
 \
-certificates.v1alpha1.ClusterTrustBundle - metadata=91 spec=133
+certificates.v1alpha1.ClusterTrustBundle - metadata=+91 spec=+133
 \
-certificates.v1beta1.ClusterTrustBundle - metadata=91 spec=134
+certificates.v1beta1.ClusterTrustBundle - metadata=+91 spec=+134
 \
-coordination.v1.Lease - metadata=91 spec=135
+coordination.v1.Lease - metadata=+91 spec=+135
 \
-coordination.v1alpha2.LeaseCandidate - metadata=91 spec=136
+coordination.v1alpha2.LeaseCandidate - metadata=+91 spec=+136
 \
-coordination.v1beta1.LeaseCandidate - metadata=91 spec=137
+coordination.v1beta1.LeaseCandidate - metadata=+91 spec=+137
 \
-core.v1.Binding - metadata=91 target=138
+core.v1.Binding - metadata=+91 target=+138
 \
-core.v1.ComponentStatus - conditions=[type;139 metadata=91
+core.v1.ComponentStatus - conditions=[type;139 metadata=+91
 \
-core.v1.ConfigMap - binaryData={s data={s metadata=91
+core.v1.ConfigMap - binaryData={s data={s metadata=+91
 \
-core.v1.Endpoints - metadata=91
+core.v1.Endpoints - metadata=+91
 \
-core.v1.Event - involvedObject=138 metadata=91 related=138 series=141 source=142
+core.v1.Event - involvedObject=+138 metadata=+91 related=138 series=141 source=142
 \
-core.v1.LimitRange - metadata=91 spec=143
+core.v1.LimitRange - metadata=+91 spec=+143
 \
-core.v1.Namespace - metadata=91 spec=144 status=145
+core.v1.Namespace - metadata=+91 spec=+144 status=+145
 \
-core.v1.Node - metadata=91 spec=146 status=147
+core.v1.Node - metadata=+91 spec=+146 status=+147
 \
-core.v1.PersistentVolume - metadata=91 spec=148 status=149
+core.v1.PersistentVolume - metadata=+91 spec=+148 status=+149
 \
-core.v1.PersistentVolumeClaim - metadata=91 spec=150 status=151
+core.v1.PersistentVolumeClaim - metadata=+91 spec=+150 status=+151
 \
-core.v1.Pod - metadata=91 spec=152 status=153
+core.v1.Pod - metadata=+91 spec=+152 status=+153
 \
-core.v1.PodTemplate - metadata=91 template=154
+core.v1.PodTemplate - metadata=+91 template=+154
 \
-core.v1.ReplicationController - metadata=91 spec=155 status=156
+core.v1.ReplicationController - metadata=+91 spec=+155 status=+156
 \
-core.v1.ResourceQuota - metadata=91 spec=157 status=158
+core.v1.ResourceQuota - metadata=+91 spec=+157 status=+158
 \
-core.v1.Secret - data={s metadata=91 stringData={s
+core.v1.Secret - data={s metadata=+91 stringData={s
 \
-core.v1.Service - metadata=91 spec=159 status=160
+core.v1.Service - metadata=+91 spec=+159 status=+160
 \
-core.v1.ServiceAccount - metadata=91 secrets=[name;138
+core.v1.ServiceAccount - metadata=+91 secrets=[name;138
 \
-discovery.v1.EndpointSlice - metadata=91
+discovery.v1.EndpointSlice - metadata=+91
 \
-events.v1.Event - deprecatedSource=142 metadata=91 regarding=138 related=138 series=164
+events.v1.Event - deprecatedSource=142 metadata=+91 regarding=138 related=138 series=164
 \
-flowcontrol.v1.FlowSchema - metadata=91 spec=165 status=166
+flowcontrol.v1.FlowSchema - metadata=+91 spec=+165 status=+166
 \
-flowcontrol.v1.PriorityLevelConfiguration - metadata=91 spec=167 status=168
+flowcontrol.v1.PriorityLevelConfiguration - metadata=+91 spec=+167 status=+168
 \
-networking.v1.IPAddress - metadata=91 spec=169
+networking.v1.IPAddress - metadata=+91 spec=+169
 \
-networking.v1.Ingress - metadata=91 spec=170 status=171
+networking.v1.Ingress - metadata=+91 spec=+170 status=+171
 \
-networking.v1.IngressClass - metadata=91 spec=172
+networking.v1.IngressClass - metadata=+91 spec=+172
 \
-networking.v1.NetworkPolicy - metadata=91 spec=173
+networking.v1.NetworkPolicy - metadata=+91 spec=+173
 \
-networking.v1.ServiceCIDR - metadata=91 spec=174 status=175
+networking.v1.ServiceCIDR - metadata=+91 spec=+174 status=+175
 \
-networking.v1beta1.IPAddress - metadata=91 spec=176
+networking.v1beta1.IPAddress - metadata=+91 spec=+176
 \
-networking.v1beta1.ServiceCIDR - metadata=91 spec=177 status=178
+networking.v1beta1.ServiceCIDR - metadata=+91 spec=+177 status=+178
 \
-node.v1.RuntimeClass - metadata=91 overhead=179 scheduling=180
+node.v1.RuntimeClass - metadata=+91 overhead=179 scheduling=180
 \
-policy.v1.Eviction - deleteOptions=181 metadata=91
+policy.v1.Eviction - deleteOptions=181 metadata=+91
 \
-policy.v1.PodDisruptionBudget - metadata=91 spec=182 status=183
+policy.v1.PodDisruptionBudget - metadata=+91 spec=+182 status=+183
 \
-rbac.v1.ClusterRole - aggregationRule=184 metadata=91
+rbac.v1.ClusterRole - aggregationRule=184 metadata=+91
 \
-rbac.v1.ClusterRoleBinding - metadata=91 roleRef=186
+rbac.v1.ClusterRoleBinding - metadata=+91 roleRef=+186
 \
-rbac.v1.Role - metadata=91
+rbac.v1.Role - metadata=+91
 \
-rbac.v1.RoleBinding - metadata=91 roleRef=186
+rbac.v1.RoleBinding - metadata=+91 roleRef=+186
 \
-resource.v1alpha3.DeviceClass - metadata=91 spec=188
+resource.v1alpha3.DeviceClass - metadata=+91 spec=+188
 \
-resource.v1alpha3.DeviceTaintRule - metadata=91 spec=189
+resource.v1alpha3.DeviceTaintRule - metadata=+91 spec=+189
 \
-resource.v1alpha3.ResourceClaim - metadata=91 spec=190 status=191
+resource.v1alpha3.ResourceClaim - metadata=+91 spec=+190 status=+191
 \
-resource.v1alpha3.ResourceClaimTemplate - metadata=91 spec=192
+resource.v1alpha3.ResourceClaimTemplate - metadata=+91 spec=+192
 \
-resource.v1alpha3.ResourceSlice - metadata=91 spec=193
+resource.v1alpha3.ResourceSlice - metadata=+91 spec=+193
 \
-resource.v1beta1.DeviceClass - metadata=91 spec=194
+resource.v1beta1.DeviceClass - metadata=+91 spec=+194
 \
-resource.v1beta1.ResourceClaim - metadata=91 spec=195 status=196
+resource.v1beta1.ResourceClaim - metadata=+91 spec=+195 status=+196
 \
-resource.v1beta1.ResourceClaimTemplate - metadata=91 spec=197
+resource.v1beta1.ResourceClaimTemplate - metadata=+91 spec=+197
 \
-resource.v1beta1.ResourceSlice - metadata=91 spec=198
+resource.v1beta1.ResourceSlice - metadata=+91 spec=+198
 \
-resource.v1beta2.DeviceClass - metadata=91 spec=199
+resource.v1beta2.DeviceClass - metadata=+91 spec=+199
 \
-resource.v1beta2.ResourceClaim - metadata=91 spec=200 status=201
+resource.v1beta2.ResourceClaim - metadata=+91 spec=+200 status=+201
 \
-resource.v1beta2.ResourceClaimTemplate - metadata=91 spec=202
+resource.v1beta2.ResourceClaimTemplate - metadata=+91 spec=+202
 \
-resource.v1beta2.ResourceSlice - metadata=91 spec=203
+resource.v1beta2.ResourceSlice - metadata=+91 spec=+203
 \
-scheduling.v1.PriorityClass - metadata=91
+scheduling.v1.PriorityClass - metadata=+91
 \
-storage.v1.CSIDriver - metadata=91 spec=204
+storage.v1.CSIDriver - metadata=+91 spec=+204
 \
-storage.v1.CSINode - metadata=91 spec=205
+storage.v1.CSINode - metadata=+91 spec=+205
 \
-storage.v1.CSIStorageCapacity - metadata=91 nodeTopology=206
+storage.v1.CSIStorageCapacity - metadata=+91 nodeTopology=206
 \
-storage.v1.StorageClass - metadata=91 parameters={s
+storage.v1.StorageClass - metadata=+91 parameters={s
 \
-storage.v1.VolumeAttachment - metadata=91 spec=208 status=209
+storage.v1.VolumeAttachment - metadata=+91 spec=+208 status=+209
 \
-storage.v1alpha1.VolumeAttributesClass - metadata=91 parameters={s
+storage.v1alpha1.VolumeAttributesClass - metadata=+91 parameters={s
 \
-storage.v1beta1.VolumeAttributesClass - metadata=91 parameters={s
+storage.v1beta1.VolumeAttributesClass - metadata=+91 parameters={s
 \
-storagemigration.v1alpha1.StorageVersionMigration - metadata=91 spec=210 status=211
+storagemigration.v1alpha1.StorageVersionMigration - metadata=+91 spec=+210 status=+211
 \
-apiextensions.v1.CustomResourceDefinition - metadata=91 spec=212 status=213
+apiextensions.v1.CustomResourceDefinition - metadata=+91 spec=+212 status=+213
 \
-apiregistration.v1.APIService - metadata=91 spec=214 status=215
+apiregistration.v1.APIService - metadata=+91 spec=+214 status=+215
 \
 meta.v1.ObjectMeta - annotations={s finalizers=[=s labels={s ownerReferences=[uid;217
 \
-admissionregistration.v1.MutatingWebhook - clientConfig=218 matchConditions=[name;219 namespaceSelector=206 objectSelector=206
+admissionregistration.v1.MutatingWebhook - clientConfig=+218 matchConditions=[name;219 namespaceSelector=206 objectSelector=206
 \
 admissionregistration.v1.ValidatingAdmissionPolicySpec - matchConditions=[name;219 matchConstraints=222 paramKind=223 variables=[name;225
 \
@@ -200,7 +201,7 @@ admissionregistration.v1.ValidatingAdmissionPolicyStatus - conditions=[type;226 
 \
 admissionregistration.v1.ValidatingAdmissionPolicyBindingSpec - matchResources=222 paramRef=228 validationActions=[=s
 \
-admissionregistration.v1.ValidatingWebhook - clientConfig=218 matchConditions=[name;219 namespaceSelector=206 objectSelector=206
+admissionregistration.v1.ValidatingWebhook - clientConfig=+218 matchConditions=[name;219 namespaceSelector=206 objectSelector=206
 \
 admissionregistration.v1alpha1.MutatingAdmissionPolicySpec - matchConditions=[name;229 matchConstraints=230 paramKind=232
 \
@@ -214,19 +215,19 @@ admissionregistration.v1beta1.ValidatingAdmissionPolicyBindingSpec - matchResour
 \
 apiserverinternal.v1alpha1.StorageVersionStatus - conditions=[type;243 storageVersions=[apiServerID;244
 \
-apps.v1.DaemonSetSpec - selector=206 template=154 updateStrategy=245
+apps.v1.DaemonSetSpec - selector=+206 template=+154 updateStrategy=+245
 \
 apps.v1.DaemonSetStatus - conditions=[type;246
 \
-apps.v1.DeploymentSpec - selector=206 strategy=247 template=154
+apps.v1.DeploymentSpec - selector=+206 strategy=+247 template=+154
 \
 apps.v1.DeploymentStatus - conditions=[type;248
 \
-apps.v1.ReplicaSetSpec - selector=206 template=154
+apps.v1.ReplicaSetSpec - selector=+206 template=+154
 \
 apps.v1.ReplicaSetStatus - conditions=[type;249
 \
-apps.v1.StatefulSetSpec - ordinals=250 persistentVolumeClaimRetentionPolicy=251 selector=206 template=154 updateStrategy=252
+apps.v1.StatefulSetSpec - ordinals=250 persistentVolumeClaimRetentionPolicy=251 selector=+206 template=+154 updateStrategy=+252
 \
 apps.v1.StatefulSetStatus - conditions=[type;253
 \
@@ -250,7 +251,7 @@ authorization.v1.SelfSubjectRulesReviewSpec -
 \
 authorization.v1.SubjectRulesReviewStatus -
 \
-autoscaling.v1.HorizontalPodAutoscalerSpec - scaleTargetRef=260
+autoscaling.v1.HorizontalPodAutoscalerSpec - scaleTargetRef=+260
 \
 autoscaling.v1.HorizontalPodAutoscalerStatus -
 \
@@ -258,15 +259,15 @@ autoscaling.v1.ScaleSpec -
 \
 autoscaling.v1.ScaleStatus -
 \
-autoscaling.v2.HorizontalPodAutoscalerSpec - behavior=261 scaleTargetRef=263
+autoscaling.v2.HorizontalPodAutoscalerSpec - behavior=261 scaleTargetRef=+263
 \
 autoscaling.v2.HorizontalPodAutoscalerStatus - conditions=[type;264
 \
-batch.v1.CronJobSpec - jobTemplate=266
+batch.v1.CronJobSpec - jobTemplate=+266
 \
 batch.v1.CronJobStatus -
 \
-batch.v1.JobSpec - podFailurePolicy=267 selector=206 successPolicy=268 template=154
+batch.v1.JobSpec - podFailurePolicy=267 selector=206 successPolicy=268 template=+154
 \
 batch.v1.JobStatus - uncountedTerminatedPods=270
 \
@@ -302,21 +303,21 @@ core.v1.NamespaceStatus - conditions=[type;275
 \
 core.v1.NodeSpec - configSource=276 podCIDRs=[=s
 \
-core.v1.NodeStatus - addresses=[type;278 allocatable={s capacity={s conditions=[type;279 config=280 daemonEndpoints=281 features=282 nodeInfo=284
+core.v1.NodeStatus - addresses=[type;278 allocatable={s capacity={s conditions=[type;279 config=280 daemonEndpoints=+281 features=282 nodeInfo=+284
 \
 core.v1.PersistentVolumeSpec - awsElasticBlockStore=287 azureDisk=288 azureFile=289 capacity={s cephfs=290 cinder=291 claimRef=292 csi=293 fc=294 flexVolume=295 flocker=296 gcePersistentDisk=297 glusterfs=298 hostPath=299 iscsi=300 local=301 nfs=302 nodeAffinity=303 photonPersistentDisk=304 portworxVolume=305 quobyte=306 rbd=307 scaleIO=308 storageos=309 vsphereVolume=310
 \
 core.v1.PersistentVolumeStatus -
 \
-core.v1.PersistentVolumeClaimSpec - dataSource=311 dataSourceRef=312 resources=313 selector=206
+core.v1.PersistentVolumeClaimSpec - dataSource=311 dataSourceRef=312 resources=+313 selector=206
 \
 core.v1.PersistentVolumeClaimStatus - allocatedResourceStatuses={s allocatedResources={s capacity={s conditions=[type;314 modifyVolumeStatus=315
 \
-core.v1.PodSpec - affinity=316 containers=[name;317 dnsConfig=318 ephemeralContainers=[name;319 hostAliases=[ip;320 imagePullSecrets=[name;161 initContainers=[name;317 nodeSelector={!s os=321 overhead={s resourceClaims=[name;323 resources=324 schedulingGates=[name;325 securityContext=326 topologySpreadConstraints=[topologyKey,whenUnsatisfiable;328 volumes=[name;329
+core.v1.PodSpec - affinity=316 containers=+[name;317 dnsConfig=318 ephemeralContainers=[name;319 hostAliases=[ip;320 imagePullSecrets=[name;161 initContainers=[name;317 nodeSelector={!s os=321 overhead={s resourceClaims=[name;323 resources=324 schedulingGates=[name;325 securityContext=326 topologySpreadConstraints=[topologyKey,whenUnsatisfiable;328 volumes=[name;329
 \
 core.v1.PodStatus - conditions=[type;330 podIPs=[ip;333 resourceClaimStatuses=[name;334
 \
-core.v1.PodTemplateSpec - metadata=91 spec=152
+core.v1.PodTemplateSpec - metadata=+91 spec=+152
 \
 core.v1.ReplicationControllerSpec - selector={!s template=154
 \
@@ -328,17 +329,17 @@ core.v1.ResourceQuotaStatus - hard={s used={s
 \
 core.v1.ServiceSpec - ports=[port,protocol=TCP;337 selector={!s sessionAffinityConfig=338
 \
-core.v1.ServiceStatus - conditions=[type;226 loadBalancer=339
+core.v1.ServiceStatus - conditions=[type;226 loadBalancer=+339
 \
 core.v1.LocalObjectReference a
 \
-discovery.v1.Endpoint - addresses=[=s conditions=340 deprecatedTopology={s hints=341 targetRef=138
+discovery.v1.Endpoint - addresses=+[=s conditions=340 deprecatedTopology={s hints=341 targetRef=138
 \
 discovery.v1.EndpointPort a
 \
 events.v1.EventSeries -
 \
-flowcontrol.v1.FlowSchemaSpec - distinguisherMethod=342 priorityLevelConfiguration=343
+flowcontrol.v1.FlowSchemaSpec - distinguisherMethod=342 priorityLevelConfiguration=+343
 \
 flowcontrol.v1.FlowSchemaStatus - conditions=[type;345
 \
@@ -346,21 +347,21 @@ flowcontrol.v1.PriorityLevelConfigurationSpec - exempt=346 limited=347
 \
 flowcontrol.v1.PriorityLevelConfigurationStatus - conditions=[type;348
 \
-networking.v1.IPAddressSpec - parentRef=349
+networking.v1.IPAddressSpec - parentRef=+349
 \
 networking.v1.IngressSpec - defaultBackend=350
 \
-networking.v1.IngressStatus - loadBalancer=353
+networking.v1.IngressStatus - loadBalancer=+353
 \
 networking.v1.IngressClassSpec - parameters=354
 \
-networking.v1.NetworkPolicySpec - podSelector=206
+networking.v1.NetworkPolicySpec - podSelector=+206
 \
 networking.v1.ServiceCIDRSpec -
 \
 networking.v1.ServiceCIDRStatus - conditions=[type;226
 \
-networking.v1beta1.IPAddressSpec - parentRef=357
+networking.v1beta1.IPAddressSpec - parentRef=+357
 \
 networking.v1beta1.ServiceCIDRSpec -
 \
@@ -386,15 +387,15 @@ rbac.v1.Subject a
 \
 resource.v1alpha3.DeviceClassSpec -
 \
-resource.v1alpha3.DeviceTaintRuleSpec - deviceSelector=361 taint=362
+resource.v1alpha3.DeviceTaintRuleSpec - deviceSelector=361 taint=+362
 \
 resource.v1alpha3.ResourceClaimSpec - devices=363
 \
 resource.v1alpha3.ResourceClaimStatus - allocation=364 devices=[driver,device,pool;365 reservedFor=[uid;366
 \
-resource.v1alpha3.ResourceClaimTemplateSpec - metadata=91 spec=190
+resource.v1alpha3.ResourceClaimTemplateSpec - metadata=+91 spec=+190
 \
-resource.v1alpha3.ResourceSliceSpec - nodeSelector=368 pool=369
+resource.v1alpha3.ResourceSliceSpec - nodeSelector=368 pool=+369
 \
 resource.v1beta1.DeviceClassSpec -
 \
@@ -402,9 +403,9 @@ resource.v1beta1.ResourceClaimSpec - devices=373
 \
 resource.v1beta1.ResourceClaimStatus - allocation=374 devices=[driver,device,pool;375 reservedFor=[uid;376
 \
-resource.v1beta1.ResourceClaimTemplateSpec - metadata=91 spec=195
+resource.v1beta1.ResourceClaimTemplateSpec - metadata=+91 spec=+195
 \
-resource.v1beta1.ResourceSliceSpec - nodeSelector=368 pool=378
+resource.v1beta1.ResourceSliceSpec - nodeSelector=368 pool=+378
 \
 resource.v1beta2.DeviceClassSpec -
 \
@@ -412,27 +413,27 @@ resource.v1beta2.ResourceClaimSpec - devices=382
 \
 resource.v1beta2.ResourceClaimStatus - allocation=383 devices=[driver,device,pool;384 reservedFor=[uid;385
 \
-resource.v1beta2.ResourceClaimTemplateSpec - metadata=91 spec=200
+resource.v1beta2.ResourceClaimTemplateSpec - metadata=+91 spec=+200
 \
-resource.v1beta2.ResourceSliceSpec - nodeSelector=368 pool=387
+resource.v1beta2.ResourceSliceSpec - nodeSelector=368 pool=+387
 \
 storage.v1.CSIDriverSpec - volumeLifecycleModes=[=s
 \
-storage.v1.CSINodeSpec - drivers=[name;390
+storage.v1.CSINodeSpec - drivers=+[name;390
 \
 meta.v1.LabelSelector a matchLabels={s
 \
 core.v1.TopologySelectorTerm a
 \
-storage.v1.VolumeAttachmentSpec - source=393
+storage.v1.VolumeAttachmentSpec - source=+393
 \
 storage.v1.VolumeAttachmentStatus - attachError=394 attachmentMetadata={s detachError=394
 \
-storagemigration.v1alpha1.StorageVersionMigrationSpec - resource=395
+storagemigration.v1alpha1.StorageVersionMigrationSpec - resource=+395
 \
 storagemigration.v1alpha1.StorageVersionMigrationStatus - conditions=[type;396
 \
-apiextensions.v1.CustomResourceDefinitionSpec - conversion=397 names=398
+apiextensions.v1.CustomResourceDefinitionSpec - conversion=397 names=+398
 \
 apiextensions.v1.CustomResourceDefinitionStatus - acceptedNames=398 conditions=[type;400
 \
@@ -540,7 +541,7 @@ autoscaling.v2.HorizontalPodAutoscalerCondition -
 \
 autoscaling.v2.MetricStatus - containerResource=422 external=423 object=424 pods=425 resource=426
 \
-batch.v1.JobTemplateSpec - metadata=91 spec=129
+batch.v1.JobTemplateSpec - metadata=+91 spec=+129
 \
 batch.v1.PodFailurePolicy -
 \
@@ -624,7 +625,7 @@ core.v1.QuobyteVolumeSource -
 \
 core.v1.RBDPersistentVolumeSource - secretRef=433
 \
-core.v1.ScaleIOPersistentVolumeSource - secretRef=433
+core.v1.ScaleIOPersistentVolumeSource - secretRef=+433
 \
 core.v1.StorageOSPersistentVolumeSource - secretRef=138
 \
@@ -642,11 +643,11 @@ core.v1.ModifyVolumeStatus -
 \
 core.v1.Affinity - nodeAffinity=434 podAffinity=435 podAntiAffinity=436
 \
-core.v1.Container - env=[name;437 lifecycle=439 livenessProbe=440 ports=[containerPort,protocol=TCP;441 readinessProbe=440 resources=324 securityContext=443 startupProbe=440 volumeDevices=[devicePath;444 volumeMounts=[mountPath;445
+core.v1.Container - env=[name;437 lifecycle=439 livenessProbe=440 ports=[containerPort,protocol=TCP;441 readinessProbe=440 resources=+324 securityContext=443 startupProbe=440 volumeDevices=[devicePath;444 volumeMounts=[mountPath;445
 \
 core.v1.PodDNSConfig -
 \
-core.v1.EphemeralContainer - env=[name;437 lifecycle=439 livenessProbe=440 ports=[containerPort,protocol=TCP;441 readinessProbe=440 resources=324 securityContext=443 startupProbe=440 volumeDevices=[devicePath;444 volumeMounts=[mountPath;445
+core.v1.EphemeralContainer - env=[name;437 lifecycle=439 livenessProbe=440 ports=[containerPort,protocol=TCP;441 readinessProbe=440 resources=+324 securityContext=443 startupProbe=440 volumeDevices=[devicePath;444 volumeMounts=[mountPath;445
 \
 core.v1.HostAlias -
 \
@@ -748,7 +749,7 @@ core.v1.NodeSelector a
 \
 resource.v1alpha3.ResourcePool -
 \
-resource.v1alpha3.CounterSet - counters={499
+resource.v1alpha3.CounterSet - counters=+{499
 \
 resource.v1beta1.DeviceClassConfiguration - opaque=500
 \
@@ -766,7 +767,7 @@ resource.v1beta1.Device - basic=507
 \
 resource.v1beta1.ResourcePool -
 \
-resource.v1beta1.CounterSet - counters={508
+resource.v1beta1.CounterSet - counters=+{508
 \
 resource.v1beta2.DeviceClassConfiguration - opaque=509
 \
@@ -784,7 +785,7 @@ resource.v1beta2.Device - attributes={516 capacity={517 nodeSelector=368
 \
 resource.v1beta2.ResourcePool -
 \
-resource.v1beta2.CounterSet - counters={520
+resource.v1beta2.CounterSet - counters=+{520
 \
 storage.v1.TokenRequest -
 \
@@ -842,25 +843,25 @@ authorization.v1.LabelSelectorAttributes -
 \
 autoscaling.v2.HPAScalingRules -
 \
-autoscaling.v2.ContainerResourceMetricSource - target=529
+autoscaling.v2.ContainerResourceMetricSource - target=+529
 \
-autoscaling.v2.ExternalMetricSource - metric=530 target=529
+autoscaling.v2.ExternalMetricSource - metric=+530 target=+529
 \
-autoscaling.v2.ObjectMetricSource - describedObject=263 metric=530 target=529
+autoscaling.v2.ObjectMetricSource - describedObject=+263 metric=+530 target=+529
 \
-autoscaling.v2.PodsMetricSource - metric=530 target=529
+autoscaling.v2.PodsMetricSource - metric=+530 target=+529
 \
-autoscaling.v2.ResourceMetricSource - target=529
+autoscaling.v2.ResourceMetricSource - target=+529
 \
-autoscaling.v2.ContainerResourceMetricStatus - current=531
+autoscaling.v2.ContainerResourceMetricStatus - current=+531
 \
-autoscaling.v2.ExternalMetricStatus - current=531 metric=530
+autoscaling.v2.ExternalMetricStatus - current=+531 metric=+530
 \
-autoscaling.v2.ObjectMetricStatus - current=531 describedObject=263 metric=530
+autoscaling.v2.ObjectMetricStatus - current=+531 describedObject=+263 metric=+530
 \
-autoscaling.v2.PodsMetricStatus - current=531 metric=530
+autoscaling.v2.PodsMetricStatus - current=+531 metric=+530
 \
-autoscaling.v2.ResourceMetricStatus - current=531
+autoscaling.v2.ResourceMetricStatus - current=+531
 \
 batch.v1.PodFailurePolicyRule - onExitCodes=532
 \
@@ -946,7 +947,7 @@ core.v1.ProjectedVolumeSource -
 \
 core.v1.RBDVolumeSource - secretRef=161
 \
-core.v1.ScaleIOVolumeSource - secretRef=161
+core.v1.ScaleIOVolumeSource - secretRef=+161
 \
 core.v1.SecretVolumeSource -
 \
@@ -970,9 +971,9 @@ discovery.v1.ForNode -
 \
 discovery.v1.ForZone -
 \
-flowcontrol.v1.NonResourcePolicyRule - nonResourceURLs=[=s verbs=[=s
+flowcontrol.v1.NonResourcePolicyRule - nonResourceURLs=+[=s verbs=+[=s
 \
-flowcontrol.v1.ResourcePolicyRule - apiGroups=[=s namespaces=[=s resources=[=s verbs=[=s
+flowcontrol.v1.ResourcePolicyRule - apiGroups=+[=s namespaces=[=s resources=+[=s verbs=+[=s
 \
 flowcontrol.v1.Subject - group=556 serviceAccount=557 user=558
 \
@@ -988,7 +989,7 @@ networking.v1.NetworkPolicyPort -
 \
 networking.v1.NetworkPolicyPeer - ipBlock=563 namespaceSelector=206 podSelector=206
 \
-resource.v1alpha3.OpaqueDeviceConfiguration - parameters=d
+resource.v1alpha3.OpaqueDeviceConfiguration - parameters=+d
 \
 resource.v1alpha3.CELDeviceSelector -
 \
@@ -1008,7 +1009,7 @@ core.v1.NodeSelectorTerm a
 \
 resource.v1alpha3.Counter -
 \
-resource.v1beta1.OpaqueDeviceConfiguration - parameters=d
+resource.v1beta1.OpaqueDeviceConfiguration - parameters=+d
 \
 resource.v1beta1.CELDeviceSelector -
 \
@@ -1026,7 +1027,7 @@ resource.v1beta1.BasicDevice - attributes={575 capacity={576 nodeSelector=368
 \
 resource.v1beta1.Counter -
 \
-resource.v1beta2.OpaqueDeviceConfiguration - parameters=d
+resource.v1beta2.OpaqueDeviceConfiguration - parameters=+d
 \
 resource.v1beta2.CELDeviceSelector -
 \
@@ -1044,7 +1045,7 @@ resource.v1beta2.DeviceAttribute -
 \
 resource.v1beta2.DeviceCapacity -
 \
-resource.v1beta2.DeviceCounterConsumption - counters={520
+resource.v1beta2.DeviceCounterConsumption - counters=+{520
 \
 resource.v1beta2.DeviceTaint -
 \
@@ -1072,13 +1073,13 @@ autoscaling.v2.MetricIdentifier - selector=206
 \
 autoscaling.v2.MetricValueStatus -
 \
-batch.v1.PodFailurePolicyOnExitCodesRequirement - values=[=s
+batch.v1.PodFailurePolicyOnExitCodesRequirement - values=+[=s
 \
 batch.v1.PodFailurePolicyOnPodConditionsPattern -
 \
-core.v1.PreferredSchedulingTerm - preference=498
+core.v1.PreferredSchedulingTerm - preference=+498
 \
-core.v1.WeightedPodAffinityTerm - podAffinityTerm=536
+core.v1.WeightedPodAffinityTerm - podAffinityTerm=+536
 \
 core.v1.PodAffinityTerm - labelSelector=206 namespaceSelector=206
 \
@@ -1104,7 +1105,7 @@ core.v1.KeyToPath -
 \
 core.v1.DownwardAPIVolumeFile - fieldRef=587 resourceFieldRef=588
 \
-core.v1.PersistentVolumeClaimTemplate - metadata=91 spec=150
+core.v1.PersistentVolumeClaimTemplate - metadata=+91 spec=+150
 \
 core.v1.VolumeProjection - clusterTrustBundle=592 configMap=593 downwardAPI=594 secret=595 serviceAccountToken=596
 \
@@ -1130,7 +1131,7 @@ flowcontrol.v1.QueuingConfiguration -
 \
 networking.v1.ServiceBackendPort a
 \
-networking.v1.HTTPIngressPath - backend=350
+networking.v1.HTTPIngressPath - backend=+350
 \
 networking.v1.IngressPortStatus -
 \
@@ -1146,7 +1147,7 @@ resource.v1alpha3.DeviceRequestAllocationResult -
 \
 resource.v1alpha3.DeviceAttribute -
 \
-resource.v1alpha3.DeviceCounterConsumption - counters={499
+resource.v1alpha3.DeviceCounterConsumption - counters=+{499
 \
 core.v1.NodeSelectorRequirement -
 \
@@ -1162,7 +1163,7 @@ resource.v1beta1.DeviceAttribute -
 \
 resource.v1beta1.DeviceCapacity -
 \
-resource.v1beta1.DeviceCounterConsumption - counters={508
+resource.v1beta1.DeviceCounterConsumption - counters=+{508
 \
 resource.v1beta1.DeviceTaint -
 \

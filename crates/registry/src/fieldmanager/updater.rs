@@ -44,8 +44,10 @@ impl Updater<'_> {
     }
 
     fn remove(&self, v: &Value, s: &FieldSet) -> Value {
-        typed::remove_items(&self.types.schema, self.types.root, v, s)
-            .unwrap_or_else(|| Value::Object(Map::new()))
+        match typed::remove_items(&self.types.schema, self.types.root, v, s) {
+            Value::Null => Value::Object(Map::new()),
+            other => other,
+        }
     }
 
     /// Takes the fields that changed between `old` and `new` away from every
@@ -127,6 +129,10 @@ impl Updater<'_> {
         me: &Identity,
         force: bool,
     ) -> Result<Value, UpdaterError> {
+        let set = self
+            .field_set(config, false)
+            .map_err(|e| format!("failed to create typed patch object: {e}"))?
+            .recursive_difference(self.ignored);
         let merged = typed::merge(
             &self.types.schema,
             self.types.root,
@@ -136,10 +142,6 @@ impl Updater<'_> {
         .map_err(|e| format!("failed to merge config: {e}"))?
         .unwrap_or_else(|| Value::Object(Map::new()));
         let last = managed.find(me).map(|e| e.set.clone());
-        let set = self
-            .field_set(config, false)
-            .map_err(|e| format!("failed to create typed patch object: {e}"))?
-            .recursive_difference(self.ignored);
         managed.set(me.clone(), set);
         let new = self.prune(merged, managed, last)?;
         self.update(live, &new, managed, me, force)?;
@@ -173,9 +175,11 @@ impl Updater<'_> {
 
         // Add back items the applier did not own (dangling ones).
         let pruned_set = self.ensure(&self.field_set(&pruned, true)?);
-        Ok(self.remove(
+        let mut out = self.remove(
             &merged,
             &merged_set.difference(&pruned_set).intersection(&last),
-        ))
+        );
+        typed::drop_removal_nulls(&mut out, &merged);
+        Ok(out)
     }
 }
