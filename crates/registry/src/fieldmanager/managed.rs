@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::set::FieldSet;
 
@@ -135,7 +135,7 @@ impl Managed {
                 other => {
                     return Err(format!(
                         "invalid fieldsType {other:?} in managed fields entry {i}"
-                    ))
+                    ));
                 }
             }
             let set = match e.get("fieldsV1") {
@@ -234,11 +234,11 @@ impl Managed {
                 first_of_version.insert(version, id);
                 continue;
             };
-            if self.find(&bucket).is_none() {
-                if let Some(mut e) = self.remove(first) {
-                    e.id = bucket.clone();
-                    self.entries.push(e);
-                }
+            if self.find(&bucket).is_none()
+                && let Some(mut e) = self.remove(first)
+            {
+                e.id = bucket.clone();
+                self.entries.push(e);
             }
             let Some(merged) = self.remove(&id) else {
                 continue;

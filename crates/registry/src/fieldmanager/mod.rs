@@ -35,7 +35,7 @@ pub use types::{SchemaError, TypeInfo};
 
 use serde_json::{Map, Value};
 
-use managed::{is_reset, strip_managed_fields, Identity, Managed, BEFORE_FIRST_APPLY};
+use managed::{BEFORE_FIRST_APPLY, Identity, Managed, is_reset, strip_managed_fields};
 use updater::{Updater, UpdaterError};
 
 /// The annotation client-side `kubectl apply` keeps its configuration in.

@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn order_follows_upstream() {
-        let mut v = vec![
+        let mut v = [
             PathElement::Index(0),
             PathElement::Value(json!("a")),
             PathElement::Key(vec![("port".into(), json!(443))]),

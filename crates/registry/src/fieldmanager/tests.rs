@@ -1,7 +1,7 @@
 //! Scenario tests: each runs a sequence of writes against one object and
 //! checks the object, its managedFields, or the error after each write.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -365,14 +365,19 @@ fn containers_merge_per_element_by_name() {
             // Changing another manager's element field conflicts, with the
             // element printed by key.
             (
-                apply("mesh", json!({
-                    "apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": {"name": "nginx", "namespace": "default"},
-                    "spec": {"template": {"spec": {"containers": [
-                        {"name": "proxy", "image": "envoy"},
-                        {"name": "nginx", "image": "nginx:evil"}]}}}
-                })),
-                Expect::Error("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.template.spec.containers[name=\"nginx\"].image"),
+                apply(
+                    "mesh",
+                    json!({
+                        "apiVersion": "apps/v1", "kind": "Deployment",
+                        "metadata": {"name": "nginx", "namespace": "default"},
+                        "spec": {"template": {"spec": {"containers": [
+                            {"name": "proxy", "image": "envoy"},
+                            {"name": "nginx", "image": "nginx:evil"}]}}}
+                    }),
+                ),
+                Expect::Error(
+                    "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.template.spec.containers[name=\"nginx\"].image",
+                ),
             ),
         ],
     );
@@ -469,7 +474,9 @@ fn atomic_lists_are_replaced_whole_and_owned_whole() {
             (apply("kubectl", with_args(json!(["-a", "-b"]))), Expect::Ok),
             (
                 apply("other", args_only(json!(["-c"]))),
-                Expect::Error("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.template.spec.containers[name=\"nginx\"].args"),
+                Expect::Error(
+                    "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.template.spec.containers[name=\"nginx\"].args",
+                ),
             ),
             (
                 force_apply("other", args_only(json!(["-c"]))),
@@ -530,7 +537,9 @@ fn client_side_apply_then_server_side_apply() {
             ),
             (
                 apply("kubectl", nginx(Some(5), "nginx:1.25")),
-                Expect::Error("Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"),
+                Expect::Error(
+                    "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas",
+                ),
             ),
         ],
     );
@@ -635,9 +644,11 @@ fn ignored_fields_are_never_owned() {
         ..Default::default()
     };
     let out = super::apply(None, &d, &opts, &deployment_types()).unwrap();
-    assert!(out["metadata"]["managedFields"][0]["fieldsV1"]
-        .get("f:status")
-        .is_none());
+    assert!(
+        out["metadata"]["managedFields"][0]["fieldsV1"]
+            .get("f:status")
+            .is_none()
+    );
 }
 
 #[test]

@@ -4,9 +4,9 @@
 
 use serde_json::{Map, Value};
 
-use super::path::{values_equal, PathElement};
+use super::path::{PathElement, values_equal};
 use super::set::FieldSet;
-use super::types::{Atom, ListKind, Schema, TypeId, DEDUCED};
+use super::types::{Atom, DEDUCED, ListKind, Schema, TypeId};
 
 /// How a value of a type is walked.
 enum Shape<'s> {
@@ -90,7 +90,7 @@ pub(crate) fn list_item_element(kind: &ListKind, item: &Value) -> Result<PathEle
                     (None, None) => {
                         return Err(format!(
                             "associative list with keys has an element that omits key field {name:?} (and doesn't have default value)"
-                        ))
+                        ));
                     }
                 }
             }
@@ -264,14 +264,17 @@ fn merge_walk(
     }
 }
 
-// Element identities of a list, first occurrence kept; `dups` marks keys
-// seen more than once (their merged value is then unknown: null).
+/// A list's element identities in order, and each identity's element.
+type IndexedList = (Vec<PathElement>, Vec<(PathElement, Value)>);
+
+// Element identities of a list, first occurrence kept; an identity seen
+// more than once has an unknown element (null), as upstream.
 fn index_list(
     kind: &ListKind,
     items: Option<&Vec<Value>>,
     allow_duplicates: bool,
     path: &[PathElement],
-) -> Result<(Vec<PathElement>, Vec<(PathElement, Value)>), String> {
+) -> Result<IndexedList, String> {
     let mut pes = Vec::new();
     let mut observed: Vec<(PathElement, Value)> = Vec::new();
     for (i, item) in items.into_iter().flatten().enumerate() {
@@ -279,7 +282,7 @@ fn index_list(
             list_item_element(kind, item).map_err(|e| at(path, format!("element {i}: {e}")))?;
         match observed.iter_mut().find(|(p, _)| *p == pe) {
             Some(_) if !allow_duplicates => {
-                return Err(at(path, format!("duplicate entries for key {pe}")))
+                return Err(at(path, format!("duplicate entries for key {pe}")));
             }
             Some(slot) => slot.1 = Value::Null,
             None => observed.push((pe.clone(), item.clone())),
@@ -615,10 +618,8 @@ pub(crate) fn drop_removal_nulls(v: &mut Value, before: &Value) {
                 }
             }
         }
-        (Value::Array(items), Value::Array(b)) => {
-            if !b.iter().any(Value::is_null) {
-                items.retain(|i| !i.is_null());
-            }
+        (Value::Array(items), Value::Array(b)) if !b.iter().any(Value::is_null) => {
+            items.retain(|i| !i.is_null());
         }
         _ => {}
     }

@@ -158,10 +158,10 @@ fn parse_builtin() -> Builtin {
     let mut kinds = HashMap::new();
     for line in types_table::KINDS.lines() {
         let parts: Vec<&str> = line.split(' ').collect();
-        if let [gv, kind, def] = parts[..] {
-            if let Ok(n) = def.parse::<usize>() {
-                kinds.insert((gv.to_string(), kind.to_string()), base + n);
-            }
+        if let [gv, kind, def] = parts[..]
+            && let Ok(n) = def.parse::<usize>()
+        {
+            kinds.insert((gv.to_string(), kind.to_string()), base + n);
         }
     }
     Builtin {
@@ -399,7 +399,7 @@ fn convert_schema(schema: &mut Schema, s: &Value, path: &str) -> Result<TypeId, 
                     return Err(schema_error(
                         path,
                         format!("unknown x-kubernetes-list-type {other:?}"),
-                    ))
+                    ));
                 }
             };
             Ok(schema.push(Atom::List { elem, kind }))
@@ -424,10 +424,10 @@ fn convert_schema(schema: &mut Schema, s: &Value, path: &str) -> Result<TypeId, 
                 _ => None,
             };
             let atomic = ext_str("x-kubernetes-map-type") == Some("atomic");
-            if ext_bool("x-kubernetes-embedded-resource") {
-                if let Some(meta) = import_object_meta(schema) {
-                    fields.entry("metadata".into()).or_insert(meta);
-                }
+            if ext_bool("x-kubernetes-embedded-resource")
+                && let Some(meta) = import_object_meta(schema)
+            {
+                fields.entry("metadata".into()).or_insert(meta);
             }
             Ok(schema.push(Atom::Map {
                 fields,
