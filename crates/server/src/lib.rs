@@ -6,6 +6,7 @@
 //! writer of `Status` bodies.
 
 pub mod auth;
+pub mod bench;
 pub mod protobuf;
 pub mod tls;
 

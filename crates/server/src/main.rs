@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Serve the Kubernetes API for every workspace.
     Serve(ServeArgs),
+    /// Load-test a server: latency and throughput per API verb, watches, limits.
+    Bench(wsgate_server::bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -51,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench(args) => wsgate_server::bench::run(args).await?,
         Command::Serve(args) => {
             let storage = if args.etcd_endpoints.is_empty() {
                 StorageConfig::Embedded(EmbeddedConfig::new(&args.data_dir))
