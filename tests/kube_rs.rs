@@ -814,3 +814,87 @@ async fn helm_release_secret_pattern() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_side_apply_and_managed_fields() -> Result<()> {
+    for (engine, server) in servers_for("server_side_apply")? {
+        server.create_workspace("acme")?;
+        let c = client(&server, "acme")?;
+        let deploys: Api<Deployment> = Api::namespaced(c.clone(), "default");
+        let applied = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}},
+            },
+        });
+        // Apply creates, and records the applier's fields.
+        let made = deploys
+            .patch("web", &PatchParams::apply("ops"), &Patch::Apply(&applied))
+            .await?;
+        let mf = made.metadata.managed_fields.clone().unwrap_or_default();
+        assert!(
+            mf.iter()
+                .any(|m| m.manager.as_deref() == Some("ops")
+                    && m.operation.as_deref() == Some("Apply")),
+            "{engine}: {mf:?}"
+        );
+        // Another manager changing an owned field conflicts; force takes it.
+        let mut other = applied.clone();
+        other["spec"]["replicas"] = json!(5);
+        let e = deploys
+            .patch(
+                "web",
+                &PatchParams::apply("autoscaler"),
+                &Patch::Apply(&other),
+            )
+            .await
+            .unwrap_err();
+        let kube::Error::Api(s) = &e else {
+            bail!("{engine}: {e}")
+        };
+        assert_eq!(
+            (s.code, s.reason.as_str()),
+            (409, "Conflict"),
+            "{engine}: {s:?}"
+        );
+        assert!(
+            s.message.contains("Apply failed with 1 conflict"),
+            "{engine}: {}",
+            s.message
+        );
+        let forced = deploys
+            .patch(
+                "web",
+                &PatchParams::apply("autoscaler").force(),
+                &Patch::Apply(&other),
+            )
+            .await?;
+        assert_eq!(forced.spec.and_then(|s| s.replicas), Some(5));
+        // A plain update is recorded as an Update by its field manager.
+        let cms: Api<ConfigMap> = Api::namespaced(c, "default");
+        let pp = PostParams {
+            field_manager: Some("writer".into()),
+            ..Default::default()
+        };
+        let cm1 = cms.create(&pp, &cm("tracked", &[("a", "b")])).await?;
+        let mf = cm1.metadata.managed_fields.unwrap_or_default();
+        assert!(
+            mf.iter().any(|m| m.manager.as_deref() == Some("writer")
+                && m.operation.as_deref() == Some("Update")),
+            "{engine}: {mf:?}"
+        );
+        // Without fieldManager an apply is rejected.
+        let e = server.request(
+            "PATCH",
+            "/clusters/acme/api/v1/namespaces/default/configmaps/tracked",
+            &[("Content-Type", "application/apply-patch+yaml")],
+            Some(b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tracked\n"),
+        )?;
+        assert_eq!(e.status, 422, "{engine}: {}", e.text());
+    }
+    Ok(())
+}

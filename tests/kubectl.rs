@@ -158,6 +158,9 @@ fn kubectl_works_against_a_workspace() -> Result<()> {
             "{engine}: get -w printed:\n{out}"
         );
 
+        // Server-side apply through kubectl (manager "kubectl").
+        let ssa = k.ok(&["apply", "--server-side", "-f", &file])?;
+        assert!(ssa.contains("serverside-applied"), "{engine}: {ssa}");
         k.ok(&["scale", "deployment", "api", "-n", "team", "--replicas=3"])?;
         assert_eq!(
             k.ok(&[

@@ -185,6 +185,20 @@ pub struct WriteOptions {
     /// `force` as sent (only apply patches may carry it).
     pub force: Option<bool>,
     pub field_validation: crate::schema::FieldValidation,
+    /// The manager of non-apply writes without `fieldManager`: the
+    /// User-Agent up to its first `/`, as upstream.
+    pub default_manager: Option<String>,
+}
+
+impl WriteOptions {
+    /// Who a non-apply write is recorded for in managedFields.
+    pub fn manager(&self) -> &str {
+        self.field_manager
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .or(self.default_manager.as_deref())
+            .unwrap_or("")
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use storage::{KeyValue, RangeRequest, Revision, Store};
 
 use crate::cluster::{ClusterId, ClusterScope};
+use crate::fieldmanager::{self, ApplyError, FieldSet, Path, TypeInfo};
 use crate::keys::ResourcePrefix;
 use crate::metadata::{self, meta, meta_mut, meta_str};
 use crate::options::{
@@ -49,6 +50,15 @@ pub enum PatchKind {
     /// strategic (built-ins) merge of the applied configuration; field
     /// ownership and conflicts are not tracked yet.
     Apply,
+}
+
+/// Whether a write still needs its managedFields recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Managed {
+    /// A non-apply write: record what the writer changed.
+    Update,
+    /// Server-side apply already rewrote managedFields.
+    Applied,
 }
 
 /// Which part of an object a write targets.
@@ -111,6 +121,8 @@ pub struct ResourceStore {
     conversion: Option<Arc<dyn StorageConversion>>,
     /// The typed form for field validation (built-ins).
     schema: Option<RoundTrip>,
+    /// How fields merge under server-side apply and managedFields.
+    types: TypeInfo,
     ctx: Arc<StoreContext>,
 }
 
@@ -203,9 +215,17 @@ pub fn splice_resource_version(doc: &[u8], rev: Revision) -> Option<Bytes> {
     None
 }
 
-fn without_rv(obj: &Object) -> Object {
+/// An object as compared to decide whether a write changes anything: no
+/// resourceVersion, and managedFields without their timestamps.
+fn comparable(obj: &Object) -> Object {
     let mut o = obj.clone();
-    meta_mut(&mut o).remove("resourceVersion");
+    let m = meta_mut(&mut o);
+    m.remove("resourceVersion");
+    if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
+        for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+            e.remove("time");
+        }
+    }
     o
 }
 
@@ -215,11 +235,13 @@ impl ResourceStore {
         strategy: Arc<dyn Strategy>,
         ctx: Arc<StoreContext>,
     ) -> Self {
+        let types = TypeInfo::for_kind(descriptor.api_version(), &descriptor.gvk.kind);
         ResourceStore {
             descriptor,
             strategy,
             schema: None,
             conversion: None,
+            types,
             ctx,
         }
     }
@@ -228,6 +250,100 @@ impl ResourceStore {
     pub fn with_conversion(mut self, conversion: Arc<dyn StorageConversion>) -> Self {
         self.conversion = Some(conversion);
         self
+    }
+
+    /// Fields an endpoint never records as owned: `.status` on the main
+    /// resource of a kind with a status subresource, `.spec` on status.
+    fn ignored_fields(&self, sub: Subresource) -> FieldSet {
+        match sub {
+            Subresource::Main if self.descriptor.has_status() => {
+                FieldSet::from_paths(&[Path::fields(&["status"])])
+            }
+            Subresource::Status => FieldSet::from_paths(&[Path::fields(&["spec"])]),
+            _ => FieldSet::new(),
+        }
+    }
+
+    fn subresource_name(sub: Subresource) -> Option<String> {
+        match sub {
+            Subresource::Main => None,
+            Subresource::Status => Some("status".into()),
+            Subresource::Scale => Some("scale".into()),
+        }
+    }
+
+    /// Records the writer's fields in `new`'s managedFields (non-apply writes).
+    fn record_update(
+        &self,
+        old: Option<&Object>,
+        new: Object,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> Object {
+        let uopts = fieldmanager::UpdateOptions {
+            manager: opts.manager().to_owned(),
+            api_version: self.descriptor.api_version().to_owned(),
+            subresource: Self::subresource_name(sub),
+            now: metadata::now_rfc3339(),
+            ignored_fields: self.ignored_fields(sub),
+        };
+        let old = old.map(|o| Value::Object(o.clone()));
+        let mut v = Value::Object(new);
+        fieldmanager::update_managed_fields(old.as_ref(), &mut v, &uopts, &self.types);
+        match v {
+            Value::Object(o) => o,
+            _ => Map::new(),
+        }
+    }
+
+    /// Server-side apply of `applied` onto `live`.
+    fn server_side_apply(
+        &self,
+        live: Option<&Object>,
+        applied: &Value,
+        sub: Subresource,
+        opts: &WriteOptions,
+        name: &str,
+    ) -> ApiResult<Object> {
+        let aopts = fieldmanager::ApplyOptions {
+            manager: opts.field_manager.clone().unwrap_or_default(),
+            api_version: self.descriptor.api_version().to_owned(),
+            force: opts.force.unwrap_or(false),
+            subresource: Self::subresource_name(sub),
+            now: metadata::now_rfc3339(),
+            ignored_fields: self.ignored_fields(sub),
+        };
+        let live = live.map(|o| Value::Object(o.clone()));
+        match fieldmanager::apply(live.as_ref(), applied, &aopts, &self.types) {
+            Ok(Value::Object(o)) => Ok(o),
+            Ok(_) => Err(ApiError::bad_request(
+                "the applied object is not a JSON object",
+            )),
+            Err(ApplyError::Conflicts(conflicts)) => {
+                let message = ApplyError::Conflicts(conflicts.clone()).to_string();
+                let causes = conflicts
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "reason": "FieldManagerConflict",
+                            "message": c.cause_message(),
+                            "field": c.field_path_display,
+                        })
+                    })
+                    .collect();
+                Err(
+                    ApiError::new(Reason::Conflict, message).with_details(status::StatusDetails {
+                        name: Some(name.to_owned()),
+                        group: Some(self.descriptor.gvk.group.clone()),
+                        kind: Some(self.descriptor.plural().to_owned()),
+                        causes,
+                        ..Default::default()
+                    }),
+                )
+            }
+            Err(e @ ApplyError::BadRequest(_)) => Err(ApiError::bad_request(e.to_string())),
+            Err(e) => Err(ApiError::internal(e.to_string())),
+        }
     }
 
     /// A stored object in this resource's API form.
@@ -730,8 +846,20 @@ impl ResourceStore {
         &self,
         cluster: &ClusterId,
         namespace: Option<&str>,
+        obj: Object,
+        opts: &WriteOptions,
+    ) -> ApiResult<Object> {
+        self.create_inner(cluster, namespace, obj, opts, Managed::Update)
+            .await
+    }
+
+    async fn create_inner(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
         mut obj: Object,
         opts: &WriteOptions,
+        managed: Managed,
     ) -> ApiResult<Object> {
         let generated = metadata::meta_str(&obj, "name").is_none_or(str::is_empty);
         metadata::before_create(
@@ -740,6 +868,9 @@ impl ResourceStore {
             namespace,
             &mut obj,
         )?;
+        if managed == Managed::Update {
+            obj = self.record_update(None, obj, Subresource::Main, opts);
+        }
         let ns = meta_str(&obj, "namespace").map(str::to_owned);
         if let Some(ns) = ns.as_deref() {
             self.check_namespace(cluster, ns).await?;
@@ -826,7 +957,16 @@ impl ResourceStore {
             };
             let conditional = self.check_precondition(&candidate, &current, name)?;
             match self
-                .try_update(cluster, namespace, name, current, candidate, sub, opts)
+                .try_update(
+                    cluster,
+                    namespace,
+                    name,
+                    current,
+                    candidate,
+                    sub,
+                    opts,
+                    Managed::Update,
+                )
                 .await?
             {
                 Some(done) => return Ok((done, false)),
@@ -872,6 +1012,7 @@ impl ResourceStore {
         mut new: Object,
         sub: Subresource,
         opts: &WriteOptions,
+        managed: Managed,
     ) -> ApiResult<Option<Object>> {
         metadata::before_update(
             &self.descriptor,
@@ -900,9 +1041,12 @@ impl ResourceStore {
                 Err(e) => Err(status::interpret_delete_error(e, self.qr(), name)),
             };
         }
-        if current.mod_revision.is_some() && without_rv(&new) == without_rv(&current.obj) {
+        if current.mod_revision.is_some() && comparable(&new) == comparable(&current.obj) {
             // No change: no write, no new revision (kubectl apply no-ops).
             return Ok(Some(current.obj));
+        }
+        if managed == Managed::Update {
+            new = self.record_update(Some(&current.obj), new, sub, opts);
         }
         if opts.dry_run {
             return Ok(Some(new));
@@ -976,11 +1120,13 @@ impl ResourceStore {
                             meta_str(&obj, "name").unwrap_or("")
                         )));
                     }
-                    let mut obj = obj;
-                    meta_mut(&mut obj).insert("name".into(), name.into());
+                    let mut applied = obj;
+                    meta_mut(&mut applied).insert("name".into(), name.into());
+                    let mut obj =
+                        self.server_side_apply(None, &Value::Object(applied), sub, opts, name)?;
                     self.check_fields(&mut obj, opts.field_validation)?;
                     return self
-                        .create(cluster, namespace, obj, opts)
+                        .create_inner(cluster, namespace, obj, opts, Managed::Applied)
                         .await
                         .map(|o| (o, true));
                 }
@@ -991,8 +1137,12 @@ impl ResourceStore {
             } else {
                 current.obj.clone()
             };
-            let target_value = Value::Object(target);
-            let patched = self.apply_patch(kind, &target_value, patch)?;
+            let ssa = kind == PatchKind::Apply && sub != Subresource::Scale;
+            let patched = if ssa {
+                Value::Object(self.server_side_apply(Some(&target), patch, sub, opts, name)?)
+            } else {
+                self.apply_patch(kind, &Value::Object(target), patch)?
+            };
             let Value::Object(mut patched) = patched else {
                 return Err(ApiError::bad_request(
                     "the patched object is not a JSON object",
@@ -1014,7 +1164,20 @@ impl ResourceStore {
                 _ => return Err(ApiError::modified(self.qr(), name)),
             };
             match self
-                .try_update(cluster, namespace, name, current, patched, sub, opts)
+                .try_update(
+                    cluster,
+                    namespace,
+                    name,
+                    current,
+                    patched,
+                    sub,
+                    opts,
+                    if ssa {
+                        Managed::Applied
+                    } else {
+                        Managed::Update
+                    },
+                )
                 .await?
             {
                 Some(done) => return Ok((done, false)),

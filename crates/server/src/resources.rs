@@ -84,7 +84,7 @@ impl Query {
         })
     }
 
-    fn write_options(&self) -> Result<WriteOptions, ApiError> {
+    fn write_options(&self, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
         let field_manager = self.get("fieldManager").map(str::to_owned);
         if field_manager.as_ref().is_some_and(|m| m.len() > 128) {
             return Err(registry::ApiError::invalid(
@@ -104,6 +104,18 @@ impl Query {
             field_manager,
             force: self.bool("force")?,
             field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
+            // Upstream: the User-Agent up to its first '/', at most 128 bytes.
+            default_manager: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| {
+                    ua.split('/')
+                        .next()
+                        .unwrap_or("")
+                        .chars()
+                        .take(128)
+                        .collect()
+                }),
         })
     }
 
@@ -335,7 +347,7 @@ pub async fn handle(
         Verb::Create => {
             let bytes = body::read(headers, body).await?;
             let mut obj = as_object(body::decode_object(headers, &bytes)?)?;
-            let wopts = query.write_options()?;
+            let wopts = query.write_options(headers)?;
             let warnings = rs.check_fields(&mut obj, wopts.field_validation)?;
             let created = app
                 .registry
@@ -353,7 +365,7 @@ pub async fn handle(
         Verb::Update => {
             let bytes = body::read(headers, body).await?;
             let mut obj = as_object(body::decode_object(headers, &bytes)?)?;
-            let wopts = query.write_options()?;
+            let wopts = query.write_options(headers)?;
             if sub == Some("finalize") {
                 let o = app
                     .registry
@@ -388,7 +400,7 @@ pub async fn handle(
         Verb::Patch => {
             let bytes = body::read(headers, body).await?;
             let (kind, patch) = body::decode_patch(headers, &bytes)?;
-            let wopts = query.write_options()?;
+            let wopts = query.write_options(headers)?;
             let (o, created) = app
                 .registry
                 .patch(
