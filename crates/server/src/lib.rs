@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod config;
 pub mod protobuf;
 pub mod tls;
 
