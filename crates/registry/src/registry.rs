@@ -44,6 +44,7 @@ pub struct Registry {
 }
 
 /// What a DELETE answers with.
+#[derive(Debug)]
 pub struct DeleteResponse {
     pub body: Value,
     /// The object is still there (finalizers, namespace termination).

@@ -201,6 +201,11 @@ pub trait Strategy: Send + Sync + 'static {
         self.validate(new)
     }
 
+    /// Objects of this type expire this long after their creation (events).
+    fn ttl(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Objects that exist in every workspace without a write, in `namespace`
     /// (for cluster-scoped resources `None`). They are served until the first
     /// write of that name replaces them.

@@ -28,6 +28,8 @@ use crate::workspace::WorkspaceIndex;
 const MAX_UPDATE_RETRIES: usize = 16;
 /// How many times a generated name is re-rolled on collision.
 const GENERATE_NAME_RETRIES: usize = 8;
+/// How long objects with a TTL share one storage lease.
+const LEASE_REUSE: Duration = Duration::from_secs(60);
 /// How long a read "not older than X" waits for X before 504.
 const WAIT_FOR_REVISION: Duration = Duration::from_secs(3);
 
@@ -92,6 +94,8 @@ struct Current {
     obj: Object,
     /// `None` for implicit objects that were never written.
     mod_revision: Option<Revision>,
+    /// The lease the stored key is attached to (objects with a TTL).
+    lease: Option<storage::LeaseId>,
 }
 
 /// Parsed selectors of one request.
@@ -123,6 +127,9 @@ pub struct ResourceStore {
     schema: Option<RoundTrip>,
     /// How fields merge under server-side apply and managedFields.
     types: TypeInfo,
+    /// The lease new objects with a TTL share for a while (one lease per
+    /// object would be one more write each).
+    lease: tokio::sync::Mutex<Option<(storage::LeaseId, tokio::time::Instant)>>,
     ctx: Arc<StoreContext>,
 }
 
@@ -242,6 +249,7 @@ impl ResourceStore {
             schema: None,
             conversion: None,
             types,
+            lease: tokio::sync::Mutex::new(None),
             ctx,
         }
     }
@@ -346,6 +354,29 @@ impl ResourceStore {
         }
     }
 
+    /// The lease for a new object of a type with a TTL (events): shared by
+    /// the objects created within [`LEASE_REUSE`], granted for TTL plus
+    /// that window so each lives at least its TTL.
+    async fn lease_for_new_object(&self) -> ApiResult<Option<storage::LeaseId>> {
+        let Some(ttl) = self.strategy.ttl() else {
+            return Ok(None);
+        };
+        let mut cached = self.lease.lock().await;
+        if let Some((id, granted)) = *cached
+            && granted.elapsed() < LEASE_REUSE
+        {
+            return Ok(Some(id));
+        }
+        let lease = self
+            .ctx
+            .store
+            .lease_grant(ttl + LEASE_REUSE)
+            .await
+            .map_err(|e| status::interpret_create_error(e, self.qr(), ""))?;
+        *cached = Some((lease.id, tokio::time::Instant::now()));
+        Ok(Some(lease.id))
+    }
+
     /// A stored object in this resource's API form.
     pub(crate) fn read(&self, kv: &KeyValue) -> ApiResult<Object> {
         let obj = decode(kv)?;
@@ -438,6 +469,7 @@ impl ResourceStore {
             Some(kv) => Ok(Some(Current {
                 obj: self.read(&kv)?,
                 mod_revision: Some(kv.mod_revision),
+                lease: kv.lease,
             })),
             None => Ok(self
                 .implicit(cluster, namespace)
@@ -446,6 +478,7 @@ impl ResourceStore {
                 .map(|obj| Current {
                     obj,
                     mod_revision: None,
+                    lease: None,
                 })),
         }
     }
@@ -906,7 +939,8 @@ impl ResourceStore {
                 return Ok(obj);
             }
             let bytes = self.write(&obj)?;
-            match self.ctx.store.create(&key, bytes, None).await {
+            let lease = self.lease_for_new_object().await?;
+            match self.ctx.store.create(&key, bytes, lease).await {
                 Ok(kv) => {
                     set_rv(&mut obj, kv.mod_revision);
                     return Ok(obj);
@@ -1053,7 +1087,7 @@ impl ResourceStore {
         }
         let bytes = self.write(&new)?;
         let result = match current.mod_revision {
-            Some(rev) => self.ctx.store.update(&key, bytes, rev, None).await,
+            Some(rev) => self.ctx.store.update(&key, bytes, rev, current.lease).await,
             None => self.ctx.store.create(&key, bytes, None).await,
         };
         match result {
@@ -1388,7 +1422,7 @@ impl ResourceStore {
                 match self
                     .ctx
                     .store
-                    .update(&key, self.write(&obj)?, rev, None)
+                    .update(&key, self.write(&obj)?, rev, current.lease)
                     .await
                 {
                     Ok(kv) => {
@@ -1501,7 +1535,7 @@ impl ResourceStore {
             }
             let bytes = self.write(&obj)?;
             let result = match current.mod_revision {
-                Some(rev) => self.ctx.store.update(&key, bytes, rev, None).await,
+                Some(rev) => self.ctx.store.update(&key, bytes, rev, current.lease).await,
                 None => self.ctx.store.create(&key, bytes, None).await,
             };
             match result {

@@ -620,3 +620,136 @@ async fn both_event_apis_share_one_store() {
     assert_eq!(back["note"], "started");
     assert_eq!(back["regarding"]["name"], "web");
 }
+
+#[tokio::test]
+async fn terminating_namespaces_refuse_new_content_until_purged() {
+    let f = fixture().await;
+    let nss = f.rs("", "v1", "namespaces");
+    let wo = WriteOptions::default();
+    nss.create(
+        &f.cluster,
+        None,
+        obj(json!({"metadata": {"name": "team"}})),
+        &wo,
+    )
+    .await
+    .expect("namespace");
+    let cms = f.cms();
+    cms.create(
+        &f.cluster,
+        Some("team"),
+        obj(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})),
+        &wo,
+    )
+    .await
+    .expect("held object");
+    let resp = f
+        .registry
+        .delete(&nss, &f.cluster, None, "team", &DeleteOptions::default())
+        .await
+        .expect("delete namespace");
+    assert_eq!(resp.body["status"]["phase"], "Terminating");
+    // Give the purge a moment to mark the held object.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let e = cms
+        .create(
+            &f.cluster,
+            Some("team"),
+            obj(json!({"metadata": {"name": "new"}})),
+            &wo,
+        )
+        .await
+        .expect_err("terminating");
+    assert_eq!(e.code(), 403);
+    let cause = &e.details.as_ref().expect("details").causes[0];
+    assert_eq!(cause["reason"], "NamespaceTerminating");
+    let again = f
+        .registry
+        .delete(&nss, &f.cluster, None, "team", &DeleteOptions::default())
+        .await
+        .expect_err("repeat");
+    assert_eq!(again.code(), 409);
+    assert!(
+        again
+            .message
+            .contains("The system is ensuring all content is removed from this namespace")
+    );
+    let held = cms
+        .get(&f.cluster, Some("team"), "held")
+        .await
+        .expect("still held");
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    let clear = json!({"metadata": {"finalizers": null}});
+    cms.patch(
+        &f.cluster,
+        Some("team"),
+        "held",
+        PatchKind::Merge,
+        &clear,
+        Subresource::Main,
+        &wo,
+    )
+    .await
+    .expect("release");
+    for _ in 0..100 {
+        if nss.get(&f.cluster, None, "team").await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("namespace was not purged");
+}
+
+#[tokio::test]
+async fn events_carry_a_ttl_lease_that_updates_keep() {
+    let f = fixture().await;
+    let core = f.rs("", "v1", "events");
+    let wo = WriteOptions::default();
+    for name in ["e1", "e2"] {
+        core.create(
+            &f.cluster,
+            Some("default"),
+            obj(json!({"metadata": {"name": name}, "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "R", "message": "m"})),
+            &wo,
+        )
+        .await
+        .expect("event");
+    }
+    core.patch(
+        &f.cluster,
+        Some("default"),
+        "e1",
+        PatchKind::Merge,
+        &json!({"count": 2}),
+        Subresource::Main,
+        &wo,
+    )
+    .await
+    .expect("series update");
+    let kvs = f
+        .store
+        .range(storage::RangeRequest::prefix(
+            core.descriptor.prefix.as_bytes().to_vec(),
+        ))
+        .await
+        .expect("range")
+        .kvs;
+    assert_eq!(kvs.len(), 2);
+    let leases: Vec<_> = kvs.iter().map(|kv| kv.lease).collect();
+    assert!(leases.iter().all(Option::is_some), "{leases:?}");
+    assert_eq!(
+        leases[0], leases[1],
+        "events created together share a lease"
+    );
+    // Other types have none.
+    f.cm("plain", json!({})).await;
+    let cm = f
+        .store
+        .range(storage::RangeRequest::prefix(
+            f.cms().descriptor.prefix.as_bytes().to_vec(),
+        ))
+        .await
+        .expect("range")
+        .kvs;
+    assert!(cm.iter().all(|kv| kv.lease.is_none()));
+}

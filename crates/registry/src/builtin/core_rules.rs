@@ -258,9 +258,17 @@ impl Strategy for NodeStrategy {
     }
 }
 
-/// core/v1 Events: the `involvedObject.*` selectors `kubectl describe` uses.
+/// How long events live, as kube-apiserver's default `--event-ttl`.
+pub const EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// core/v1 Events: the `involvedObject.*` selectors `kubectl describe` uses,
+/// and a one-hour TTL.
 pub struct CoreEventStrategy;
 impl Strategy for CoreEventStrategy {
+    fn ttl(&self) -> Option<std::time::Duration> {
+        Some(EVENT_TTL)
+    }
+
     fn selectable_fields(&self) -> &'static [&'static str] {
         &[
             "involvedObject.kind",
@@ -342,5 +350,13 @@ pub struct RbacStrategy;
 impl Strategy for RbacStrategy {
     fn name_rule(&self) -> NameRule {
         NameRule::PathSegment
+    }
+}
+
+/// events.k8s.io/v1 Events: stored with core Events, with the same TTL.
+pub struct EventsV1Strategy;
+impl Strategy for EventsV1Strategy {
+    fn ttl(&self) -> Option<std::time::Duration> {
+        Some(EVENT_TTL)
     }
 }

@@ -190,12 +190,9 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
             .status()
             .scale(),
         // events.k8s.io/v1
-        Entry::new::<events_api::Event>(r, &["ev"], &[]).stored_as(
-            r,
-            "",
-            "events",
-            events::EventsV1Conversion,
-        ),
+        Entry::new::<events_api::Event>(r, &["ev"], &[])
+            .strategy(EventsV1Strategy)
+            .stored_as(r, "", "events", events::EventsV1Conversion),
         // autoscaling/v2
         Entry::new::<autoscaling::HorizontalPodAutoscaler>(r, &["hpa"], ALL).status(),
         // batch/v1
