@@ -28,6 +28,8 @@ use crate::workspace::WorkspaceIndex;
 const MAX_UPDATE_RETRIES: usize = 16;
 /// How many times a generated name is re-rolled on collision.
 const GENERATE_NAME_RETRIES: usize = 8;
+/// Keys read per round trip when selectors filter a paged list.
+const MIN_FILTERED_CHUNK: usize = 256;
 /// How long objects with a TTL share one storage lease.
 const LEASE_REUSE: Duration = Duration::from_secs(60);
 /// How long a read "not older than X" waits for X before 504.
@@ -669,7 +671,16 @@ impl ResourceStore {
                 req = req.at_revision(r);
             }
             if limit > 0 {
-                req = req.limit(limit.max(items.len() + 1) - items.len());
+                // Without selectors every key is an item: read exactly what
+                // is missing. With them, read in larger chunks so a rare
+                // match does not cost one round trip per key.
+                let missing = limit.saturating_sub(items.len()).max(1);
+                let chunk = if filter.is_empty() {
+                    missing
+                } else {
+                    missing.max(MIN_FILTERED_CHUNK)
+                };
+                req = req.limit(chunk);
             }
             let resp = self.ctx.store.range(req.clone()).await.map_err(|e| match e {
                 storage::Error::Compacted { .. } if continuing => ApiError::expired(

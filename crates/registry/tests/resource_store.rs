@@ -753,3 +753,52 @@ async fn events_carry_a_ttl_lease_that_updates_keep() {
         .kvs;
     assert!(cm.iter().all(|kv| kv.lease.is_none()));
 }
+
+#[tokio::test]
+async fn filtered_pages_hold_exactly_the_matches() {
+    let f = fixture().await;
+    for i in 0..10 {
+        let labels = if i % 3 == 0 {
+            json!({"pick": "yes"})
+        } else {
+            json!({})
+        };
+        f.cm(&format!("c{i}"), labels).await;
+    }
+    let scope = ClusterScope::One(f.cluster.clone());
+    let mut token = None;
+    let mut names = Vec::new();
+    let mut rvs = Vec::new();
+    loop {
+        let page = f
+            .cms()
+            .list(
+                &scope,
+                Some("default"),
+                &ListOptions {
+                    label_selector: Some("pick=yes".into()),
+                    limit: Some(1),
+                    continue_token: token.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("page");
+        assert!(
+            page.remaining_item_count.is_none(),
+            "not exact with selectors"
+        );
+        rvs.push(page.resource_version);
+        names.extend(
+            page.items
+                .iter()
+                .map(|o| o["metadata"]["name"].as_str().unwrap_or("").to_owned()),
+        );
+        match page.continue_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["c0", "c3", "c6", "c9"]);
+    assert!(rvs.iter().all(|r| *r == rvs[0]));
+}
