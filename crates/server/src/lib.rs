@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod bench;
 pub mod config;
+pub mod metrics;
 pub mod protobuf;
 pub mod tls;
 
