@@ -97,7 +97,7 @@ impl Registry {
             ..Default::default()
         };
         loop {
-            let mut remaining = 0usize;
+            let mut progress = PurgeProgress::default();
             for store in self.stores().iter().filter(|s| s.descriptor.namespaced()) {
                 let list = match store
                     .list(&scope, Some(&namespace), &ListOptions::default())
@@ -106,7 +106,7 @@ impl Registry {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::warn!(error = %e, %namespace, "namespace purge: list failed");
-                        remaining += 1;
+                        progress.failures.push(e.message);
                         continue;
                     }
                 };
@@ -116,18 +116,31 @@ impl Registry {
                     // Objects of a namespace are deleted with it: no per-object
                     // collection is started.
                     match store.delete(&cluster, Some(&namespace), &name, &opts).await {
-                        Ok(DeleteOutcome::Pending(_)) => remaining += 1,
+                        Ok(DeleteOutcome::Pending(o)) => {
+                            progress.remaining(&store.descriptor.qualified.to_string(), &o)
+                        }
                         Ok(DeleteOutcome::Deleted(_)) => {}
                         Err(e) if e.code() == 404 => {}
                         Err(e) => {
                             tracing::warn!(error = %e, %namespace, name, "namespace purge: delete failed");
-                            remaining += 1;
+                            progress.failures.push(e.message);
                         }
                     }
                 }
             }
-            if remaining == 0 {
+            if progress.is_done() {
                 break;
+            }
+            if let Some(ns_store) = self.namespaces_store() {
+                let conditions = progress.conditions();
+                let result = ns_store
+                    .system_update(&cluster, None, &namespace, |o| {
+                        set_conditions(o, &conditions)
+                    })
+                    .await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, %namespace, "namespace purge: conditions not recorded");
+                }
             }
             tokio::time::sleep(PURGE_RETRY).await;
         }
@@ -232,4 +245,155 @@ impl Registry {
             }
         });
     }
+}
+
+/// What one purge round left behind.
+#[derive(Default)]
+struct PurgeProgress {
+    /// Resource (`configmaps`, `deployments.apps`) -> objects remaining.
+    resources: std::collections::BTreeMap<String, usize>,
+    /// Finalizer -> objects carrying it.
+    finalizers: std::collections::BTreeMap<String, usize>,
+    failures: Vec<String>,
+}
+
+impl PurgeProgress {
+    fn remaining(&mut self, resource: &str, obj: &Object) {
+        *self.resources.entry(resource.to_owned()).or_default() += 1;
+        for f in crate::metadata::finalizers(obj) {
+            *self.finalizers.entry(f).or_default() += 1;
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.resources.is_empty() && self.failures.is_empty()
+    }
+
+    /// Upstream's namespace deletion conditions, in upstream's order.
+    fn conditions(&self) -> Vec<(&'static str, bool, &'static str, String)> {
+        let content_failure = if self.failures.is_empty() {
+            (
+                false,
+                "ContentDeleted",
+                "All content successfully deleted, may be waiting on finalization".to_owned(),
+            )
+        } else {
+            (
+                true,
+                "ContentDeletionFailed",
+                format!(
+                    "Failed to delete all resource types, {} remaining: {}",
+                    self.failures.len(),
+                    self.failures.join(", ")
+                ),
+            )
+        };
+        let remaining = if self.resources.is_empty() {
+            (
+                false,
+                "ContentRemoved",
+                "All content successfully removed".to_owned(),
+            )
+        } else {
+            let parts: Vec<String> = self
+                .resources
+                .iter()
+                .map(|(r, n)| format!("{r} has {n} resource instances"))
+                .collect();
+            (
+                true,
+                "SomeResourcesRemain",
+                format!("Some resources are remaining: {}", parts.join(", ")),
+            )
+        };
+        let finalizers = if self.finalizers.is_empty() {
+            (
+                false,
+                "ContentHasNoFinalizers",
+                "All content-preserving finalizers finished".to_owned(),
+            )
+        } else {
+            let parts: Vec<String> = self
+                .finalizers
+                .iter()
+                .map(|(f, n)| format!("{f} in {n} resource instances"))
+                .collect();
+            (
+                true,
+                "SomeFinalizersRemain",
+                format!(
+                    "Some content in the namespace has finalizers remaining: {}",
+                    parts.join(", ")
+                ),
+            )
+        };
+        vec![
+            (
+                "NamespaceDeletionDiscoveryFailure",
+                false,
+                "ResourcesDiscovered",
+                "All resources successfully discovered".to_owned(),
+            ),
+            (
+                "NamespaceDeletionGroupVersionParsingFailure",
+                false,
+                "ParsedGroupVersions",
+                "All legacy kube types successfully parsed".to_owned(),
+            ),
+            (
+                "NamespaceDeletionContentFailure",
+                content_failure.0,
+                content_failure.1,
+                content_failure.2,
+            ),
+            (
+                "NamespaceContentRemaining",
+                remaining.0,
+                remaining.1,
+                remaining.2,
+            ),
+            (
+                "NamespaceFinalizersRemaining",
+                finalizers.0,
+                finalizers.1,
+                finalizers.2,
+            ),
+        ]
+    }
+}
+
+/// Writes the conditions into `status.conditions`; keeps a condition's
+/// lastTransitionTime while its status is unchanged. Returns whether
+/// anything changed.
+fn set_conditions(
+    ns: &mut Object,
+    conditions: &[(&'static str, bool, &'static str, String)],
+) -> bool {
+    let old: Vec<Value> = ns
+        .get("status")
+        .and_then(|s| s.get("conditions"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let now = now_rfc3339();
+    let new: Vec<Value> = conditions
+        .iter()
+        .map(|(ty, status, reason, message)| {
+            let status = if *status { "True" } else { "False" };
+            let previous = old.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(ty));
+            let since = previous
+                .filter(|c| c.get("status").and_then(Value::as_str) == Some(status))
+                .and_then(|c| c.get("lastTransitionTime").cloned())
+                .unwrap_or_else(|| Value::String(now.clone()));
+            json!({"type": ty, "status": status, "lastTransitionTime": since, "reason": reason, "message": message})
+        })
+        .collect();
+    if new == old {
+        return false;
+    }
+    let status = ns.entry("status").or_insert_with(|| json!({}));
+    if let Value::Object(st) = status {
+        st.insert("conditions".into(), Value::Array(new));
+    }
+    true
 }

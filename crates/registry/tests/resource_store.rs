@@ -679,6 +679,31 @@ async fn terminating_namespaces_refuse_new_content_until_purged() {
         .await
         .expect("still held");
     assert!(held["metadata"]["deletionTimestamp"].is_string());
+    let ns = nss
+        .get(&f.cluster, None, "team")
+        .await
+        .expect("terminating namespace");
+    let conditions = ns["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let find = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c["type"] == t)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(find("NamespaceContentRemaining")["status"], "True");
+    assert_eq!(
+        find("NamespaceContentRemaining")["message"],
+        "Some resources are remaining: configmaps has 1 resource instances"
+    );
+    assert_eq!(
+        find("NamespaceFinalizersRemaining")["message"],
+        "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"
+    );
+    assert_eq!(ns["status"]["phase"], "Terminating");
     let clear = json!({"metadata": {"finalizers": null}});
     cms.patch(
         &f.cluster,
