@@ -10,6 +10,7 @@ pub mod bench;
 pub mod config;
 pub mod metrics;
 pub mod protobuf;
+pub mod request_id;
 pub mod tls;
 
 mod body;
