@@ -10,6 +10,7 @@ pub mod gc;
 pub mod keys;
 pub mod metadata;
 mod namespaces;
+pub mod openapi;
 pub mod options;
 pub mod patch;
 pub mod rbac;
