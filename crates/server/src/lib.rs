@@ -5,6 +5,7 @@
 //! target's handler answers. Every error is an [`error::ApiError`], the only
 //! writer of `Status` bodies.
 
+pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod config;

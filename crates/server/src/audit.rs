@@ -1,0 +1,617 @@
+//! The audit log: who did what in which workspace, and the answer.
+//!
+//! One JSON line per request in the shape of kube-apiserver's
+//! `audit.k8s.io/v1` `Event` at stage `ResponseComplete`, with the
+//! workspace in the `wsgate.io/workspace` annotation. Level `metadata`
+//! records who, what, where and the code; `request` adds the request body.
+//!
+//! What is never written: headers (the bearer token travels in
+//! `Authorization`), response bodies (a TokenRequest's token is in one),
+//! Secret values (`data`, `stringData`, and the `last-applied-configuration`
+//! annotation that copies them; a JSON patch to a Secret has every `value`
+//! redacted), a TokenRequest's `status`, and bodies that are not JSON.
+//!
+//! The request path only does a `try_send` into a bounded channel; parsing,
+//! redaction, serialisation and I/O happen on the writer task. A full
+//! channel drops the event and counts it (`wsgate_audit_events_dropped`)
+//! rather than slowing requests.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use prometheus_client::metrics::counter::Counter;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::{AuditLevel, AuditSection};
+
+/// Annotation holding the workspace path.
+pub const WORKSPACE_ANNOTATION: &str = "wsgate.io/workspace";
+/// Annotation saying why a request body is missing or altered.
+pub const REQUEST_OBJECT_ANNOTATION: &str = "wsgate.io/request-object";
+const REDACTED: &str = "<redacted>";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("opening the audit log {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing the audit log: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("the audit writer task failed: {0}")]
+    Task(String),
+}
+
+/// Who made the request.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct AuditUser {
+    pub username: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// What the request was about (`objectRef`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub resource: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `""` for the core group (serialised as absent, like upstream).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub api_group: String,
+    pub api_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+}
+
+impl ObjectRef {
+    fn is(&self, group: &str, resource: &str) -> bool {
+        self.api_group == group && self.resource == resource
+    }
+}
+
+/// One finished request, as the router knows it.
+#[derive(Clone, Debug)]
+pub struct AuditRecord {
+    /// The request id ([`crate::request_id::RequestId`]).
+    pub audit_id: String,
+    /// Path and query; never headers.
+    pub request_uri: String,
+    pub verb: String,
+    pub user: AuditUser,
+    pub source_ips: Vec<String>,
+    pub user_agent: Option<String>,
+    pub object_ref: Option<ObjectRef>,
+    pub workspace: Option<String>,
+    pub code: u16,
+    pub received: DateTime<Utc>,
+    pub completed: DateTime<Utc>,
+    /// The request body; kept only at level `request`.
+    pub request_body: Option<Bytes>,
+}
+
+/// A handle for recording events; cheap to clone. [`AuditLog::disabled`]
+/// records nothing.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    inner: Option<Arc<Inner>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tx: mpsc::Sender<AuditRecord>,
+    level: AuditLevel,
+    dropped: AtomicU64,
+    dropped_metric: Counter,
+}
+
+/// The writer task; [`AuditWriter::finish`] flushes what is queued.
+#[derive(Debug)]
+pub struct AuditWriter {
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), AuditError>>,
+}
+
+impl AuditWriter {
+    /// Stops taking events, writes those already queued, flushes.
+    pub async fn finish(self) -> Result<(), AuditError> {
+        let _ = self.shutdown.send(());
+        self.task
+            .await
+            .map_err(|e| AuditError::Task(e.to_string()))?
+    }
+}
+
+impl AuditLog {
+    pub fn disabled() -> Self {
+        AuditLog { inner: None }
+    }
+
+    /// Opens the output (a file, appended to, mode 0600; or `-` for
+    /// stdout) and starts the writer task. Needs a tokio runtime. Returns a
+    /// disabled log and no writer when auditing is off.
+    pub fn start(
+        config: &AuditSection,
+        dropped_metric: Counter,
+    ) -> Result<(AuditLog, Option<AuditWriter>), AuditError> {
+        if !config.enabled {
+            return Ok((AuditLog::disabled(), None));
+        }
+        let out: Box<dyn AsyncWrite + Send + Unpin> = if config.path == "-" {
+            Box::new(tokio::io::stdout())
+        } else {
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let file = options
+                .open(&config.path)
+                .map_err(|source| AuditError::Open {
+                    path: PathBuf::from(&config.path),
+                    source,
+                })?;
+            Box::new(tokio::fs::File::from_std(file))
+        };
+        let (log, rx) = Self::channel(config.level, config.queue_capacity, dropped_metric);
+        let (shutdown, stop) = oneshot::channel();
+        let task = tokio::spawn(write_events(rx, stop, out));
+        Ok((log, Some(AuditWriter { shutdown, task })))
+    }
+
+    fn channel(
+        level: AuditLevel,
+        capacity: usize,
+        dropped_metric: Counter,
+    ) -> (AuditLog, mpsc::Receiver<AuditRecord>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let log = AuditLog {
+            inner: Some(Arc::new(Inner {
+                tx,
+                level,
+                dropped: AtomicU64::new(0),
+                dropped_metric,
+            })),
+        };
+        (log, rx)
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Whether request bodies are wanted (so the caller can skip keeping one).
+    pub fn wants_request_body(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|i| i.level == AuditLevel::Request)
+    }
+
+    /// Queues an event without waiting; `false` if it was dropped.
+    pub fn record(&self, mut record: AuditRecord) -> bool {
+        let Some(inner) = &self.inner else {
+            return false;
+        };
+        if inner.level == AuditLevel::Metadata {
+            record.request_body = None;
+        }
+        match inner.tx.try_send(record) {
+            Ok(()) => true,
+            Err(_) => {
+                let n = inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                inner.dropped_metric.inc();
+                // Powers of two: the operator hears of it without a flood.
+                if n.is_power_of_two() {
+                    tracing::warn!(dropped = n, "audit events dropped: the writer is behind");
+                }
+                false
+            }
+        }
+    }
+
+    /// Events dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.inner
+            .as_ref()
+            .map_or(0, |i| i.dropped.load(Ordering::Relaxed))
+    }
+}
+
+async fn write_events(
+    mut rx: mpsc::Receiver<AuditRecord>,
+    mut stop: oneshot::Receiver<()>,
+    out: Box<dyn AsyncWrite + Send + Unpin>,
+) -> Result<(), AuditError> {
+    let mut out = BufWriter::new(out);
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        let first = tokio::select! {
+            r = rx.recv() => r,
+            _ = &mut stop => {
+                rx.close();
+                None
+            }
+        };
+        let stopping = first.is_none();
+        // Write everything already queued, then flush once.
+        let mut next = first;
+        loop {
+            if let Some(record) = next.take() {
+                line.clear();
+                encode_event(&record, &mut line);
+                out.write_all(&line).await.map_err(AuditError::Write)?;
+            }
+            match rx.try_recv() {
+                Ok(r) => next = Some(r),
+                Err(_) => break,
+            }
+        }
+        out.flush().await.map_err(AuditError::Write)?;
+        if stopping {
+            return Ok(());
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Event<'a> {
+    kind: &'static str,
+    api_version: &'static str,
+    level: &'static str,
+    #[serde(rename = "auditID")]
+    audit_id: &'a str,
+    stage: &'static str,
+    #[serde(rename = "requestURI")]
+    request_uri: &'a str,
+    verb: &'a str,
+    user: &'a AuditUser,
+    #[serde(rename = "sourceIPs", skip_serializing_if = "<[String]>::is_empty")]
+    source_ips: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_ref: Option<&'a ObjectRef>,
+    response_status: ResponseStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_object: Option<Value>,
+    request_received_timestamp: String,
+    stage_timestamp: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<&'static str, String>,
+}
+
+#[derive(Serialize)]
+struct ResponseStatus {
+    metadata: Map<String, Value>,
+    code: u16,
+}
+
+fn timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// One JSON line (with the newline) for `record`.
+fn encode_event(record: &AuditRecord, out: &mut Vec<u8>) {
+    let mut annotations = BTreeMap::new();
+    if let Some(ws) = &record.workspace {
+        annotations.insert(WORKSPACE_ANNOTATION, ws.clone());
+    }
+    let (request_object, level) = match &record.request_body {
+        Some(body) if !body.is_empty() => {
+            let (object, note) = request_object(record.object_ref.as_ref(), body);
+            if let Some(note) = note {
+                annotations.insert(REQUEST_OBJECT_ANNOTATION, note.to_owned());
+            }
+            (object, "Request")
+        }
+        _ => (None, "Metadata"),
+    };
+    let event = Event {
+        kind: "Event",
+        api_version: "audit.k8s.io/v1",
+        level,
+        audit_id: &record.audit_id,
+        stage: "ResponseComplete",
+        request_uri: &record.request_uri,
+        verb: &record.verb,
+        user: &record.user,
+        source_ips: &record.source_ips,
+        user_agent: record.user_agent.as_deref(),
+        object_ref: record.object_ref.as_ref(),
+        response_status: ResponseStatus {
+            metadata: Map::new(),
+            code: record.code,
+        },
+        request_object,
+        request_received_timestamp: timestamp(&record.received),
+        stage_timestamp: timestamp(&record.completed),
+        annotations,
+    };
+    // Serialising plain data with string keys cannot fail; an empty line
+    // would be the worst outcome.
+    if serde_json::to_writer(&mut *out, &event).is_ok() {
+        out.push(b'\n');
+    } else {
+        out.clear();
+    }
+}
+
+/// The body as it may appear in the log, and a note when it was altered
+/// or left out.
+fn request_object(
+    object_ref: Option<&ObjectRef>,
+    body: &[u8],
+) -> (Option<Value>, Option<&'static str>) {
+    let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+        return (None, Some("omitted: not JSON"));
+    };
+    let secret = object_ref.is_some_and(|r| r.is("", "secrets"));
+    let token_request = object_ref
+        .is_some_and(|r| r.is("", "serviceaccounts") && r.subresource.as_deref() == Some("token"));
+    let mut redacted = false;
+    if secret {
+        match &mut value {
+            // A Secret, a list of them, or a merge/strategic patch.
+            Value::Object(map) => {
+                redact_secret_fields(map);
+                redact_items(map);
+            }
+            // A JSON patch: every value may be secret data.
+            Value::Array(ops) => {
+                for op in ops.iter_mut() {
+                    if let Some(v) = op.as_object_mut().and_then(|o| o.get_mut("value")) {
+                        *v = Value::String(REDACTED.to_owned());
+                    }
+                }
+            }
+            _ => return (None, Some("omitted: Secret")),
+        }
+        redacted = true;
+    } else if let Value::Object(map) = &mut value {
+        // A Secret inside something else (a List) is still a Secret.
+        redacted = redact_items(map);
+        if token_request {
+            redacted |= map.remove("status").is_some();
+        }
+    }
+    (Some(value), redacted.then_some("Secret values redacted"))
+}
+
+/// Redacts Secrets in `items` (lists); whether any were found.
+fn redact_items(map: &mut Map<String, Value>) -> bool {
+    let mut found = false;
+    if let Some(Value::Array(items)) = map.get_mut("items") {
+        for item in items.iter_mut() {
+            if let Value::Object(o) = item
+                && o.get("kind").and_then(Value::as_str) == Some("Secret")
+            {
+                redact_secret_fields(o);
+                found = true;
+            }
+        }
+    }
+    found
+}
+
+fn redact_secret_fields(map: &mut Map<String, Value>) {
+    for field in ["data", "stringData"] {
+        match map.get_mut(field) {
+            Some(Value::Object(entries)) => {
+                for v in entries.values_mut() {
+                    *v = Value::String(REDACTED.to_owned());
+                }
+            }
+            Some(v) if !v.is_null() => *v = Value::String(REDACTED.to_owned()),
+            _ => {}
+        }
+    }
+    // kubectl apply copies the whole object, data included, into this.
+    if let Some(Value::Object(annotations)) = map
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        && let Some(v) = annotations.get_mut(LAST_APPLIED)
+    {
+        *v = Value::String(REDACTED.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(resource: &str, subresource: Option<&str>, body: Option<&str>) -> AuditRecord {
+        let now = Utc::now();
+        AuditRecord {
+            audit_id: "0b6f1c2e-0000-4000-8000-000000000001".into(),
+            request_uri: format!("/clusters/acme/api/v1/namespaces/default/{resource}"),
+            verb: "create".into(),
+            user: AuditUser {
+                username: "alice".into(),
+                uid: None,
+                groups: vec!["system:authenticated".into()],
+            },
+            source_ips: vec!["127.0.0.1".into()],
+            user_agent: Some("kubectl/v1.33".into()),
+            object_ref: Some(ObjectRef {
+                resource: resource.into(),
+                namespace: Some("default".into()),
+                name: Some("x".into()),
+                api_group: String::new(),
+                api_version: "v1".into(),
+                subresource: subresource.map(Into::into),
+            }),
+            workspace: Some("acme".into()),
+            code: 201,
+            received: now,
+            completed: now,
+            request_body: body.map(|b| Bytes::from(b.to_owned())),
+        }
+    }
+
+    async fn run(level: AuditLevel, records: Vec<AuditRecord>) -> Vec<Value> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("audit.log");
+        let config = AuditSection {
+            enabled: true,
+            path: path.to_string_lossy().into_owned(),
+            level,
+            queue_capacity: 100,
+        };
+        let (log, writer) = AuditLog::start(&config, Counter::default()).expect("starts");
+        for r in records {
+            assert!(log.record(r));
+        }
+        writer.expect("a writer").finish().await.expect("flushes");
+        let text = std::fs::read_to_string(&path).expect("read");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "the audit log is private");
+        }
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
+    const SECRET: &str = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"data\":{\"password\":\"aHVudGVyMg==\"}}"}},"data":{"password":"aHVudGVyMg=="},"stringData":{"token":"hunter2"}}"#;
+
+    #[tokio::test]
+    async fn metadata_level_has_the_event_shape_and_no_body() {
+        let events = run(
+            AuditLevel::Metadata,
+            vec![record("configmaps", None, Some(r#"{"data":{"k":"v"}}"#))],
+        )
+        .await;
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e["kind"], "Event");
+        assert_eq!(e["apiVersion"], "audit.k8s.io/v1");
+        assert_eq!(e["level"], "Metadata");
+        assert_eq!(e["stage"], "ResponseComplete");
+        assert_eq!(e["auditID"], "0b6f1c2e-0000-4000-8000-000000000001");
+        assert_eq!(e["verb"], "create");
+        assert_eq!(e["user"]["username"], "alice");
+        assert_eq!(e["user"]["groups"][0], "system:authenticated");
+        assert_eq!(e["objectRef"]["resource"], "configmaps");
+        assert_eq!(e["objectRef"]["apiVersion"], "v1");
+        assert!(
+            e["objectRef"].get("apiGroup").is_none(),
+            "core group is absent"
+        );
+        assert_eq!(e["responseStatus"]["code"], 201);
+        assert_eq!(e["annotations"][WORKSPACE_ANNOTATION], "acme");
+        assert_eq!(e["sourceIPs"][0], "127.0.0.1");
+        assert!(
+            e["requestReceivedTimestamp"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z'))
+        );
+        assert!(e.get("requestObject").is_none());
+    }
+
+    #[tokio::test]
+    async fn request_level_keeps_bodies_but_never_secret_values() {
+        let list = format!(r#"{{"kind":"List","items":[{SECRET}]}}"#);
+        let events = run(
+            AuditLevel::Request,
+            vec![
+                record("configmaps", None, Some(r#"{"data":{"k":"v"}}"#)),
+                record("secrets", None, Some(SECRET)),
+                record("secrets", None, Some(r#"{"data":{"password":"aHVudGVyMg=="}}"#)),
+                record(
+                    "secrets",
+                    None,
+                    Some(r#"[{"op":"replace","path":"/data/password","value":"aHVudGVyMg=="}]"#),
+                ),
+                record("secrets", None, Some("apiVersion: v1\nkind: Secret\nstringData:\n  token: hunter2\n")),
+                record("configmaps", None, Some(&list)),
+                record(
+                    "serviceaccounts",
+                    Some("token"),
+                    Some(r#"{"kind":"TokenRequest","spec":{},"status":{"token":"eyJhbGciOi.hunter2"}}"#),
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(events.len(), 7);
+        assert_eq!(events[0]["level"], "Request");
+        assert_eq!(events[0]["requestObject"]["data"]["k"], "v");
+        let text = events.iter().map(Value::to_string).collect::<String>();
+        assert!(!text.contains("aHVudGVyMg"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(events[1]["requestObject"]["data"]["password"], REDACTED);
+        assert_eq!(events[1]["requestObject"]["metadata"]["name"], "x");
+        assert_eq!(
+            events[1]["annotations"][REQUEST_OBJECT_ANNOTATION],
+            "Secret values redacted"
+        );
+        assert_eq!(events[3]["requestObject"][0]["path"], "/data/password");
+        assert!(
+            events[4].get("requestObject").is_none(),
+            "YAML is not logged"
+        );
+        assert_eq!(
+            events[4]["annotations"][REQUEST_OBJECT_ANNOTATION],
+            "omitted: not JSON"
+        );
+        assert_eq!(
+            events[5]["requestObject"]["items"][0]["data"]["password"],
+            REDACTED
+        );
+        assert!(events[6]["requestObject"].get("status").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let counter = Counter::default();
+        // No writer: nothing drains the channel.
+        let (log, _rx) = AuditLog::channel(AuditLevel::Metadata, 2, counter.clone());
+        for _ in 0..5 {
+            log.record(record("configmaps", None, None));
+        }
+        assert_eq!(log.dropped(), 3);
+        assert_eq!(counter.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn disabled_records_nothing() {
+        let (log, writer) =
+            AuditLog::start(&AuditSection::default(), Counter::default()).expect("ok");
+        assert!(!log.enabled() && writer.is_none());
+        assert!(!log.record(record("configmaps", None, None)));
+    }
+
+    #[test]
+    fn an_unwritable_path_fails_at_start() {
+        let config = AuditSection {
+            enabled: true,
+            path: "/nonexistent-dir/audit.log".into(),
+            ..AuditSection::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let r = rt.block_on(async { AuditLog::start(&config, Counter::default()).map(|_| ()) });
+        assert!(matches!(r, Err(AuditError::Open { .. })));
+    }
+}
