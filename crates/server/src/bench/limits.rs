@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use bytes::Bytes;
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -58,25 +59,51 @@ pub struct RawEtcd {
     pub prefix: String,
     pub worker: usize,
     pub value: Bytes,
-    pub get: bool,
+    pub mode: RawMode,
+}
+
+/// What a raw etcd worker sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum RawMode {
+    /// A plain `Put` of a new key.
+    Put,
+    /// The create-if-absent transaction a Kubernetes create needs on etcd
+    /// (`create_revision == 0` then put, else get): the limit of a
+    /// guarded write.
+    Txn,
+    /// A point `Get`.
+    Get,
 }
 
 impl Worker for RawEtcd {
     async fn op(&mut self, seq: u64) -> Outcome {
         let mut kv = self.client.kv_client();
-        if self.get {
-            let i = (self.worker as u64 * 31 + seq) % RAW_GET_KEYS;
-            match kv.get(format!("{}get/{i:06}", self.prefix), None).await {
-                Ok(r) if r.kvs().len() == 1 => Outcome::Ok,
-                Ok(_) => Outcome::Err("raw etcd get: key missing".into()),
-                Err(e) => Outcome::Err(format!("raw etcd get: {e}")),
+        let key = format!("{}new/{:04}/{seq:08}", self.prefix, self.worker);
+        let r = match self.mode {
+            RawMode::Get => {
+                let i = (self.worker as u64 * 31 + seq) % RAW_GET_KEYS;
+                match kv.get(format!("{}get/{i:06}", self.prefix), None).await {
+                    Ok(r) if r.kvs().len() == 1 => Ok(()),
+                    Ok(_) => return Outcome::Err("raw etcd get: key missing".into()),
+                    Err(e) => Err(e),
+                }
             }
-        } else {
-            let key = format!("{}put/{:04}/{seq:08}", self.prefix, self.worker);
-            match kv.put(key, self.value.to_vec(), None).await {
-                Ok(_) => Outcome::Ok,
-                Err(e) => Outcome::Err(format!("raw etcd put: {e}")),
+            RawMode::Put => kv.put(key, self.value.to_vec(), None).await.map(drop),
+            RawMode::Txn => {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key.clone(), self.value.to_vec(), None)])
+                    .or_else([TxnOp::get(key, None)]);
+                match kv.txn(txn).await {
+                    Ok(r) if r.succeeded() => Ok(()),
+                    Ok(_) => return Outcome::Err("raw etcd txn: key existed".into()),
+                    Err(e) => Err(e),
+                }
             }
+        };
+        match r {
+            Ok(()) => Outcome::Ok,
+            Err(e) => Outcome::Err(format!("raw etcd: {e}")),
         }
     }
 }

@@ -29,6 +29,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 
 use self::client::Endpoint;
+use self::limits::RawMode;
 use self::process::{Child, Pids};
 use self::progress::Progress;
 use self::report::{Report, Row};
@@ -371,29 +372,30 @@ async fn raw_etcd_rows(
         .await
         .with_context(|| format!("connecting to etcd at {url}"))?;
     let prefix = format!("/wsgate-bench-raw/{id}/");
-    limits::raw_get_keys(&client, &prefix, &value).await?;
-    let workers = |get: bool| -> Vec<limits::RawEtcd> {
+    limits::raw_get_keys(&client, &format!("{prefix}{}/", RawMode::Get as u8), &value).await?;
+    let workers = |mode: RawMode| -> Vec<limits::RawEtcd> {
         (0..connections)
             .map(|worker| limits::RawEtcd {
                 client: client.clone(),
-                prefix: prefix.clone(),
+                prefix: format!("{prefix}{}/", mode as u8),
                 worker,
                 value: value.clone(),
-                get,
+                mode,
             })
             .collect()
     };
-    let put = runner
-        .closed_loop(
-            &format!("raw etcd put {}B (limit)", value.len()),
-            "limit",
-            workers(false),
-        )
-        .await;
-    let get = runner
-        .closed_loop("raw etcd get (limit)", "limit", workers(true))
-        .await;
-    Ok(vec![put, get])
+    let mut rows = Vec::new();
+    for (mode, label) in [
+        (
+            RawMode::Put,
+            format!("raw etcd put {}B (limit)", value.len()),
+        ),
+        (RawMode::Txn, "raw etcd create txn (limit)".to_string()),
+        (RawMode::Get, "raw etcd get (limit)".to_string()),
+    ] {
+        rows.push(runner.closed_loop(&label, "limit", workers(mode)).await);
+    }
+    Ok(rows)
 }
 
 /// The targets, for whatever rows this run has.
@@ -410,6 +412,9 @@ fn checks(report: &mut Report) {
         .rows
         .iter()
         .find(|r| r.scenario.starts_with("raw etcd put"))
+        .map(|r| r.ops_per_sec);
+    let raw_txn = report
+        .row("raw etcd create txn (limit)", "limit")
         .map(|r| r.ops_per_sec);
     let mut found = Vec::new();
     for t in &targets {
@@ -470,6 +475,18 @@ fn checks(report: &mut Report) {
                     "x",
                     ">= 0.8",
                     ratio >= 0.8,
+                ));
+            }
+            if t == "etcd"
+                && let Some(p) = raw_txn.filter(|p| *p > 0.0)
+            {
+                let ratio = r.ops_per_sec / p;
+                found.push((
+                    format!("CREATE / raw etcd create txn [{t}]"),
+                    ratio,
+                    "x",
+                    "-",
+                    true,
                 ));
             }
         }

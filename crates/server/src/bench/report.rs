@@ -160,6 +160,14 @@ impl Report {
             );
         }
         for c in &self.checks {
+            if c.target == "-" {
+                let _ = writeln!(
+                    out,
+                    "{:<58} {:>10.2} {:<5} (same etcd request: no target)",
+                    c.what, c.value, c.unit
+                );
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "{:<58} {:>10.2} {:<5} (target {}: {})",
@@ -192,7 +200,7 @@ impl Report {
             println!("NOTE: {n}");
         }
         println!(
-            "cli/srv/etcd = CPU cores used by the load generator, the server and etcd during the window; {} cores in all; {:.0}s per phase after {:.0}s warm-up; total {:.0}s",
+            "cli/srv/etcd = CPU cores used by the load generator, the server and etcd during the window; {} cores in all; {:.1}s per phase after {:.1}s warm-up; total {:.0}s",
             self.cores, self.duration_per_phase_s, self.warmup_s, self.total_s
         );
     }
