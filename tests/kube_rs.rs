@@ -898,3 +898,56 @@ async fn server_side_apply_and_managed_fields() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn default_service_accounts_and_pod_eviction() -> Result<()> {
+    use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+    use kube::api::EvictParams;
+    for (engine, server) in servers_for("default_service_accounts_and_pod_eviction")? {
+        server.create_workspace("acme")?;
+        let c = client(&server, "acme")?;
+        let sas: Api<ServiceAccount> = Api::all(c.clone());
+        let names: Vec<String> = sas
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.namespace)
+            .collect();
+        assert_eq!(
+            names,
+            ["default", "kube-node-lease", "kube-public", "kube-system"],
+            "{engine}"
+        );
+        let ns: Api<Namespace> = Api::all(c.clone());
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "team"}}))?,
+        )
+        .await?;
+        let team_sa: Api<ServiceAccount> = Api::namespaced(c.clone(), "team");
+        assert!(
+            team_sa.get_opt("default").await?.is_some(),
+            "{engine}: no default SA in a new namespace"
+        );
+
+        let pods: Api<Pod> = Api::namespaced(c, "team");
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+        }))?;
+        let made = pods.create(&PostParams::default(), &pod).await?;
+        let spec = made.spec.context("spec")?;
+        assert_eq!(spec.service_account_name.as_deref(), Some("default"));
+        assert_eq!(
+            made.status.and_then(|s| s.phase).as_deref(),
+            Some("Pending")
+        );
+        pods.evict("p", &EvictParams::default()).await?;
+        assert!(
+            pods.get_opt("p").await?.is_none(),
+            "{engine}: evicted pod still there"
+        );
+    }
+    Ok(())
+}

@@ -165,6 +165,13 @@ impl Registry {
     ) -> ApiResult<Object> {
         let created = rs.create(cluster, namespace, obj, opts).await?;
         self.after_write(rs, cluster, &created);
+        if rs.descriptor.gvk.group.is_empty()
+            && rs.descriptor.plural() == "namespaces"
+            && !opts.dry_run
+        {
+            self.create_default_service_account(cluster, crate::metadata::name(&created))
+                .await;
+        }
         Ok(created)
     }
 
@@ -200,7 +207,36 @@ impl Registry {
             .patch(cluster, namespace, name, kind, patch, sub, opts)
             .await?;
         self.after_write(rs, cluster, &o);
+        if created
+            && rs.descriptor.gvk.group.is_empty()
+            && rs.descriptor.plural() == "namespaces"
+            && !opts.dry_run
+        {
+            self.create_default_service_account(cluster, name).await;
+        }
         Ok((o, created))
+    }
+
+    /// Every namespace gets a `default` ServiceAccount (upstream's
+    /// ServiceAccount controller), written right after the namespace.
+    async fn create_default_service_account(&self, cluster: &ClusterId, namespace: &str) {
+        let Some(sa) = self.resource("", "v1", "serviceaccounts") else {
+            return;
+        };
+        let obj =
+            serde_json::json!({"metadata": {"name": builtin::core_rules::DEFAULT_SERVICE_ACCOUNT}});
+        let Value::Object(obj) = obj else { return };
+        let opts = WriteOptions {
+            default_manager: Some("kube-controller-manager".into()),
+            ..Default::default()
+        };
+        match sa.create(cluster, Some(namespace), obj, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code() == 409 => {}
+            Err(e) => {
+                tracing::warn!(error = %e, namespace, "could not create the default ServiceAccount")
+            }
+        }
     }
 
     /// Makes a new workspace resolvable before its create returns (the watch

@@ -344,6 +344,21 @@ pub async fn handle(
                 .map(|t| t as u64);
             watch_response(rs, &scope, namespace, &opts, output, include, timeout).await
         }
+        Verb::Create if sub == Some("eviction") => {
+            // An eviction deletes the pod (PodDisruptionBudgets are not
+            // enforced: nothing runs pods here).
+            let bytes = body::read(headers, body).await?;
+            let eviction = body::decode_object(headers, &bytes)?;
+            let mut dopts = DeleteOptions::default();
+            if let Some(d) = eviction.get("deleteOptions").filter(|d| !d.is_null()) {
+                dopts.merge_body(d)?;
+            }
+            app.registry
+                .delete(&rs, &cluster, namespace, name, &dopts)
+                .await?;
+            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+            Ok(render.respond(StatusCode::CREATED, &status, false))
+        }
         Verb::Create => {
             let bytes = body::read(headers, body).await?;
             let mut obj = as_object(body::decode_object(headers, &bytes)?)?;

@@ -78,6 +78,9 @@ impl Strategy for PodStrategy {
         default_str(spec, "restartPolicy", "Always");
         default_str(spec, "dnsPolicy", "ClusterFirst");
         default_str(spec, "schedulerName", "default-scheduler");
+        // Upstream's ServiceAccount admission: every namespace has `default`.
+        default_str(spec, "serviceAccountName", DEFAULT_SERVICE_ACCOUNT);
+        default_str(spec, "serviceAccount", DEFAULT_SERVICE_ACCOUNT);
         if !spec.contains_key("terminationGracePeriodSeconds") {
             spec.insert("terminationGracePeriodSeconds".into(), 30.into());
         }
@@ -225,10 +228,49 @@ impl Strategy for SecretStrategy {
     }
 }
 
+/// ServiceAccounts. Every namespace has a `default` one: created with the
+/// namespace, and implicit in the namespaces every workspace starts with.
 pub struct ServiceAccountStrategy;
+
+/// The ServiceAccount every namespace has.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+
 impl Strategy for ServiceAccountStrategy {
     fn delete_returns_object(&self) -> bool {
         true
+    }
+
+    fn implicit_objects(
+        &self,
+        ctx: &crate::resource::ImplicitContext<'_>,
+        namespace: Option<&str>,
+    ) -> Vec<Object> {
+        let implicit = crate::builtin::namespace::IMPLICIT;
+        let namespaces: Vec<&str> = match namespace {
+            Some(ns) if implicit.contains(&ns) => vec![ns],
+            Some(_) => Vec::new(),
+            None => implicit.to_vec(),
+        };
+        namespaces
+            .into_iter()
+            .filter_map(|ns| {
+                let v = json!({
+                    "kind": "ServiceAccount",
+                    "apiVersion": "v1",
+                    "metadata": {
+                        "name": DEFAULT_SERVICE_ACCOUNT,
+                        "namespace": ns,
+                        "uid": crate::builtin::namespace::implicit_uid(ctx.cluster, &format!("ServiceAccount/{ns}"), DEFAULT_SERVICE_ACCOUNT),
+                        "resourceVersion": ctx.revision.to_string(),
+                        "creationTimestamp": ctx.created,
+                    },
+                });
+                match v {
+                    Value::Object(o) => Some(o),
+                    _ => None,
+                }
+            })
+            .collect()
     }
 }
 

@@ -118,6 +118,16 @@ impl Entry {
         self
     }
 
+    fn foreign_sub(
+        mut self,
+        name: &'static str,
+        kind: GroupVersionKind,
+        verbs: &'static [&'static str],
+    ) -> Self {
+        self.descriptor = self.descriptor.with_foreign_subresource(name, kind, verbs);
+        self
+    }
+
     fn sub(mut self, name: &'static str, verbs: &'static [&'static str]) -> Self {
         self.descriptor = self.descriptor.with_subresource(name, verbs);
         self
@@ -158,7 +168,12 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
         Entry::new::<core::PersistentVolume>(r, &["pv"], &[]).status(),
         Entry::new::<core::Pod>(r, &["po"], ALL)
             .strategy(PodStrategy)
-            .status(),
+            .status()
+            .foreign_sub(
+                "eviction",
+                GroupVersionKind::gvk("policy", "v1", "Eviction"),
+                &["create"],
+            ),
         Entry::new::<core::PodTemplate>(r, &[], &[]),
         Entry::new::<core::ReplicationController>(r, &["rc"], ALL)
             .strategy(ReplicaCountStrategy)
