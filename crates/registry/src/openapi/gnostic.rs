@@ -9,9 +9,14 @@
 //! (JSON is YAML; kube-openapi `yaml.Unmarshal`s it), and `default`/`enum`/
 //! `example` values are YAML text likewise.
 
+// The oneofs mirror gnostic's messages one to one; their size does not
+// matter for a document built once.
+#![allow(clippy::large_enum_variant)]
+
 use serde_json::{Map, Value};
 
-pub const V2_PROTOBUF_CONTENT_TYPE: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+pub const V2_PROTOBUF_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Document {
@@ -467,7 +472,10 @@ pub fn encode(doc: &Value) -> Vec<u8> {
 }
 
 fn s(m: &Map<String, Value>, k: &str) -> String {
-    m.get(k).and_then(Value::as_str).unwrap_or_default().to_owned()
+    m.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn b(m: &Map<String, Value>, k: &str) -> bool {
@@ -493,8 +501,9 @@ fn strings(m: &Map<String, Value>, k: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn obj(v: &Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
+fn obj(v: &Value) -> &Map<String, Value> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    v.as_object().unwrap_or_else(|| EMPTY.get_or_init(Map::new))
 }
 
 fn any(v: &Value) -> Any {
@@ -518,16 +527,16 @@ pub(super) fn document(v: &Value) -> Document {
     let info = m.get("info").map(|i| {
         let im = obj(i);
         Info {
-            title: s(&im, "title"),
-            version: s(&im, "version"),
-            description: s(&im, "description"),
-            vendor_extension: extensions(&im),
+            title: s(im, "title"),
+            version: s(im, "version"),
+            description: s(im, "description"),
+            vendor_extension: extensions(im),
         }
     });
     let paths = m.get("paths").map(|p| {
         let pm = obj(p);
         Paths {
-            vendor_extension: extensions(&pm),
+            vendor_extension: extensions(pm),
             path: pm
                 .iter()
                 .filter(|(k, _)| !k.starts_with("x-"))
@@ -577,11 +586,11 @@ pub(super) fn document(v: &Value) -> Document {
                     value: Some(SecurityDefinitionsItem {
                         oneof: Some(security_definitions_item::Oneof::ApiKeySecurity(
                             ApiKeySecurity {
-                                r#type: s(&vm, "type"),
-                                name: s(&vm, "name"),
-                                r#in: s(&vm, "in"),
-                                description: s(&vm, "description"),
-                                vendor_extension: extensions(&vm),
+                                r#type: s(vm, "type"),
+                                name: s(vm, "name"),
+                                r#in: s(vm, "in"),
+                                description: s(vm, "description"),
+                                vendor_extension: extensions(vm),
                             },
                         )),
                     }),
@@ -590,13 +599,13 @@ pub(super) fn document(v: &Value) -> Document {
             .collect(),
     });
     Document {
-        swagger: s(&m, "swagger"),
+        swagger: s(m, "swagger"),
         info,
         paths,
         definitions,
         security,
         security_definitions,
-        vendor_extension: extensions(&m),
+        vendor_extension: extensions(m),
     }
 }
 
@@ -604,26 +613,26 @@ fn path_item(v: &Value) -> PathItem {
     let m = obj(v);
     let op = |k: &str| m.get(k).map(operation);
     PathItem {
-        r#ref: s(&m, "$ref"),
+        r#ref: s(m, "$ref"),
         get: op("get"),
         put: op("put"),
         post: op("post"),
         delete: op("delete"),
         patch: op("patch"),
         parameters: parameters(m.get("parameters")),
-        vendor_extension: extensions(&m),
+        vendor_extension: extensions(m),
     }
 }
 
 fn operation(v: &Value) -> Operation {
     let m = obj(v);
     Operation {
-        tags: strings(&m, "tags"),
-        summary: s(&m, "summary"),
-        description: s(&m, "description"),
-        operation_id: s(&m, "operationId"),
-        produces: strings(&m, "produces"),
-        consumes: strings(&m, "consumes"),
+        tags: strings(m, "tags"),
+        summary: s(m, "summary"),
+        description: s(m, "description"),
+        operation_id: s(m, "operationId"),
+        produces: strings(m, "produces"),
+        consumes: strings(m, "consumes"),
         parameters: parameters(m.get("parameters")),
         responses: m.get("responses").map(|r| {
             let rm = obj(r);
@@ -636,12 +645,12 @@ fn operation(v: &Value) -> Operation {
                         value: Some(response_value(v)),
                     })
                     .collect(),
-                vendor_extension: extensions(&rm),
+                vendor_extension: extensions(rm),
             }
         }),
-        schemes: strings(&m, "schemes"),
-        deprecated: b(&m, "deprecated"),
-        vendor_extension: extensions(&m),
+        schemes: strings(m, "schemes"),
+        deprecated: b(m, "deprecated"),
+        vendor_extension: extensions(m),
     }
 }
 
@@ -650,18 +659,18 @@ fn response_value(v: &Value) -> ResponseValue {
     if m.contains_key("$ref") {
         return ResponseValue {
             oneof: Some(response_value::Oneof::JsonReference(JsonReference {
-                r#ref: s(&m, "$ref"),
-                description: s(&m, "description"),
+                r#ref: s(m, "$ref"),
+                description: s(m, "description"),
             })),
         };
     }
     ResponseValue {
         oneof: Some(response_value::Oneof::Response(Response {
-            description: s(&m, "description"),
+            description: s(m, "description"),
             schema: m.get("schema").map(|sc| SchemaItem {
                 oneof: Some(schema_item::Oneof::Schema(schema(sc))),
             }),
-            vendor_extension: extensions(&m),
+            vendor_extension: extensions(m),
         })),
     }
 }
@@ -678,51 +687,53 @@ fn parameter(v: &Value) -> ParametersItem {
     if m.contains_key("$ref") {
         return ParametersItem {
             oneof: Some(parameters_item::Oneof::JsonReference(JsonReference {
-                r#ref: s(&m, "$ref"),
-                description: s(&m, "description"),
+                r#ref: s(m, "$ref"),
+                description: s(m, "description"),
             })),
         };
     }
-    let p = match s(&m, "in").as_str() {
+    let p = match s(m, "in").as_str() {
         "body" => parameter::Oneof::BodyParameter(BodyParameter {
-            description: s(&m, "description"),
-            name: s(&m, "name"),
-            r#in: s(&m, "in"),
-            required: b(&m, "required"),
+            description: s(m, "description"),
+            name: s(m, "name"),
+            r#in: s(m, "in"),
+            required: b(m, "required"),
             schema: m.get("schema").map(schema),
-            vendor_extension: extensions(&m),
+            vendor_extension: extensions(m),
         }),
         "path" => parameter::Oneof::NonBodyParameter(NonBodyParameter {
             oneof: Some(non_body_parameter::Oneof::PathParameterSubSchema(
                 PathParameterSubSchema {
-                    required: b(&m, "required"),
-                    r#in: s(&m, "in"),
-                    description: s(&m, "description"),
-                    name: s(&m, "name"),
-                    r#type: s(&m, "type"),
-                    format: s(&m, "format"),
-                    unique_items: b(&m, "uniqueItems"),
-                    vendor_extension: extensions(&m),
+                    required: b(m, "required"),
+                    r#in: s(m, "in"),
+                    description: s(m, "description"),
+                    name: s(m, "name"),
+                    r#type: s(m, "type"),
+                    format: s(m, "format"),
+                    unique_items: b(m, "uniqueItems"),
+                    vendor_extension: extensions(m),
                 },
             )),
         }),
         _ => parameter::Oneof::NonBodyParameter(NonBodyParameter {
             oneof: Some(non_body_parameter::Oneof::QueryParameterSubSchema(
                 QueryParameterSubSchema {
-                    required: b(&m, "required"),
-                    r#in: s(&m, "in"),
-                    description: s(&m, "description"),
-                    name: s(&m, "name"),
-                    r#type: s(&m, "type"),
-                    format: s(&m, "format"),
-                    unique_items: b(&m, "uniqueItems"),
-                    vendor_extension: extensions(&m),
+                    required: b(m, "required"),
+                    r#in: s(m, "in"),
+                    description: s(m, "description"),
+                    name: s(m, "name"),
+                    r#type: s(m, "type"),
+                    format: s(m, "format"),
+                    unique_items: b(m, "uniqueItems"),
+                    vendor_extension: extensions(m),
                 },
             )),
         }),
     };
     ParametersItem {
-        oneof: Some(parameters_item::Oneof::Parameter(Parameter { oneof: Some(p) })),
+        oneof: Some(parameters_item::Oneof::Parameter(Parameter {
+            oneof: Some(p),
+        })),
     }
 }
 
@@ -765,12 +776,14 @@ pub(super) fn schema(v: &Value) -> Schema {
             .and_then(Value::as_array)
             .map(|a| a.iter().map(any).collect())
             .unwrap_or_default(),
-        additional_properties: m.get("additionalProperties").map(|a| AdditionalPropertiesItem {
-            oneof: Some(match a {
-                Value::Bool(x) => additional_properties_item::Oneof::Boolean(*x),
-                _ => additional_properties_item::Oneof::Schema(Box::new(schema(a))),
+        additional_properties: m
+            .get("additionalProperties")
+            .map(|a| AdditionalPropertiesItem {
+                oneof: Some(match a {
+                    Value::Bool(x) => additional_properties_item::Oneof::Boolean(*x),
+                    _ => additional_properties_item::Oneof::Schema(Box::new(schema(a))),
+                }),
             }),
-        }),
         r#type: m.get("type").map(|t| TypeItem {
             value: match t {
                 Value::String(x) => vec![x.clone()],

@@ -421,8 +421,14 @@ impl Catalog {
             .entry("properties")
             .or_insert_with(|| Value::Object(Map::new()))
         {
-            props.insert("apiVersion".into(), json!({"description": API_VERSION_DESC, "type": "string"}));
-            props.insert("kind".into(), json!({"description": KIND_DESC, "type": "string"}));
+            props.insert(
+                "apiVersion".into(),
+                json!({"description": API_VERSION_DESC, "type": "string"}),
+            );
+            props.insert(
+                "kind".into(),
+                json!({"description": KIND_DESC, "type": "string"}),
+            );
             props.insert(
                 "metadata".into(),
                 json!({"$ref": format!("{DEF_PREFIX}{meta}.ObjectMeta"), "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}),
@@ -470,7 +476,11 @@ impl Catalog {
     /// A schema as it goes into a document.
     fn emit(&self, name: &str, style: RefStyle) -> Option<Value> {
         let s = self.lookup(name)?;
-        Some(rewrite(s, style, style == RefStyle::V2 && self.is_custom(name)))
+        Some(rewrite(
+            s,
+            style,
+            style == RefStyle::V2 && self.is_custom(name),
+        ))
     }
 
     fn kind_schema(&self, gvk: &Gvk) -> Option<&String> {
@@ -518,10 +528,12 @@ fn rewrite(schema: &Value, style: RefStyle, v2_sanitize: bool) -> Value {
     for (k, v) in m {
         let v = match k.as_str() {
             "$ref" => match (v, style) {
-                (Value::String(r), RefStyle::V3) => Value::String(match r.strip_prefix(DEF_PREFIX) {
-                    Some(n) => format!("#/components/schemas/{n}"),
-                    None => r.clone(),
-                }),
+                (Value::String(r), RefStyle::V3) => {
+                    Value::String(match r.strip_prefix(DEF_PREFIX) {
+                        Some(n) => format!("#/components/schemas/{n}"),
+                        None => r.clone(),
+                    })
+                }
                 _ => v.clone(),
             },
             "nullable" | "anyOf" | "oneOf" | "allOf" | "not" | "x-kubernetes-validations"

@@ -51,7 +51,12 @@ fn parameter(p: &Param) -> Value {
     m.insert("name".into(), p.name.into());
     m.insert(
         "in".into(),
-        (if p.location == In::Path { "path" } else { "query" }).into(),
+        (if p.location == In::Path {
+            "path"
+        } else {
+            "query"
+        })
+        .into(),
     );
     if p.location == In::Path {
         m.insert("required".into(), true.into());
@@ -115,9 +120,6 @@ fn operation(op: &Operation) -> Value {
     responses.insert("401".into(), json!({"description": "Unauthorized"}));
     m.insert("responses".into(), Value::Object(responses));
     m.insert("x-kubernetes-action".into(), op.action.into());
-    m.insert(
-        "x-kubernetes-group-version-kind".into(),
-        op.gvk.extension(),
-    );
+    m.insert("x-kubernetes-group-version-kind".into(), op.gvk.extension());
     Value::Object(m)
 }

@@ -69,16 +69,18 @@ fn parameter(p: &Param) -> Value {
     }
     m.insert(
         "in".into(),
-        (if p.location == In::Path { "path" } else { "query" }).into(),
+        (if p.location == In::Path {
+            "path"
+        } else {
+            "query"
+        })
+        .into(),
     );
     m.insert("name".into(), p.name.into());
     if p.location == In::Path {
         m.insert("required".into(), true.into());
     }
-    m.insert(
-        "schema".into(),
-        json!({"type": p.ty, "uniqueItems": true}),
-    );
+    m.insert("schema".into(), json!({"type": p.ty, "uniqueItems": true}));
     Value::Object(m)
 }
 
@@ -140,7 +142,12 @@ fn operation(op: &Operation) -> Value {
     }
     let content: Map<String, Value> = media_types(op)
         .into_iter()
-        .map(|t| (t.to_owned(), json!({"schema": schema_ref(&op.response_schema)})))
+        .map(|t| {
+            (
+                t.to_owned(),
+                json!({"schema": schema_ref(&op.response_schema)}),
+            )
+        })
         .collect();
     let mut responses = Map::new();
     for (code, desc) in op.responses {
@@ -153,9 +160,6 @@ fn operation(op: &Operation) -> Value {
     m.insert("responses".into(), Value::Object(responses));
     m.insert("tags".into(), json!([op.tag]));
     m.insert("x-kubernetes-action".into(), op.action.into());
-    m.insert(
-        "x-kubernetes-group-version-kind".into(),
-        op.gvk.extension(),
-    );
+    m.insert("x-kubernetes-group-version-kind".into(), op.gvk.extension());
     Value::Object(m)
 }
