@@ -124,27 +124,18 @@ async fn handle(
             discovery::resource_list(app.registry.api_set(&c), &headers, &group, &version)
         }
         Target::OpenApiV3Root => {
-            cluster()?;
-            Ok(discovery::bytes_response(
-                StatusCode::OK,
-                "application/json",
-                app.openapi.root.clone(),
-            ))
+            let c = cluster()?;
+            app.openapi.v3_root(app.registry.api_set(&c), &headers)
         }
         Target::OpenApiV3Document(path) => {
-            cluster()?;
-            let doc = app
-                .openapi
-                .documents
-                .get(&path)
-                .ok_or_else(ApiError::not_found)?;
-            Ok(discovery::bytes_response(
-                StatusCode::OK,
-                "application/json",
-                doc.clone(),
-            ))
+            let c = cluster()?;
+            app.openapi
+                .v3_document(app.registry.api_set(&c), &path, uri.query(), &headers)
         }
-        Target::OpenApiV2 => Err(ApiError::not_found()),
+        Target::OpenApiV2 => {
+            let c = cluster()?;
+            app.openapi.v2(app.registry.api_set(&c), &headers)
+        }
         Target::Resource(req) => {
             let query = resources::Query::new(uri.query().map(form_pairs).unwrap_or_default());
             resources::handle(&app, info.workspace, req, &headers, query, body).await
