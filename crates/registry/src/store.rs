@@ -722,7 +722,11 @@ impl ResourceStore {
                 None => break,
             }
         }
-        if let ClusterScope::One(cluster) = scope {
+        if let ClusterScope::One(cluster) = scope
+            && !self.implicit(cluster, namespace).is_empty()
+        {
+            // The stored count no longer describes what remains.
+            remaining = None;
             self.merge_implicit(
                 cluster,
                 namespace,
