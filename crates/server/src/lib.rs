@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod config;
+pub mod fairness;
 pub mod metrics;
 pub mod protobuf;
 pub mod request_id;

@@ -1,0 +1,617 @@
+//! Per-workspace fair admission: a workspace sending far more than its
+//! share gets 429 with `Retry-After`, while a quiet workspace keeps its
+//! latency.
+//!
+//! There are `max_in_flight` slots for all workspaces together, and one
+//! workspace holds at most `workspace_max_in_flight` of them. When no slot
+//! is free a request waits in its workspace's queue (at most `queue_length`
+//! long, else 429 at once; at most `queue_timeout`, else 429). A freed slot
+//! goes to the next workspace in a round-robin ring of workspaces with
+//! waiters, so each waiting workspace gets one slot per turn however many
+//! requests it queued; a workspace that had nothing in flight joins the
+//! ring at the front, so a quiet workspace waits for about one freed slot.
+//!
+//! Long-running requests ([`is_long_running`]: watches, exec, logs...)
+//! must not be admitted here, or they would hold slots for hours.
+//!
+//! Cost: one mutex-protected map lookup per request. Only workspaces with
+//! requests in flight or waiting have an entry; it is removed when the
+//! last one finishes, so a million idle workspaces cost nothing.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use registry::status::{ApiError, Reason, StatusDetails};
+use tokio::sync::oneshot;
+
+use crate::config::FairnessSection;
+use crate::metrics::RejectReason;
+
+/// Whether a request is long-running (kube-apiserver's rule): watches and
+/// the streaming subresources. Those skip fair admission.
+pub fn is_long_running(verb: &str, subresource: Option<&str>) -> bool {
+    verb == "watch"
+        || matches!(
+            subresource,
+            Some("exec" | "attach" | "portforward" | "proxy" | "log")
+        )
+}
+
+/// Why a request was not admitted; answer 429 with [`Rejected::to_api_error`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("workspace {workspace}: too many requests ({})", reason.as_str())]
+pub struct Rejected {
+    pub reason: RejectReason,
+    pub retry_after: Duration,
+    pub workspace: String,
+}
+
+impl Rejected {
+    /// 429 TooManyRequests with `retryAfterSeconds` (the server's error
+    /// writer turns it into a `Retry-After` header).
+    pub fn to_api_error(&self) -> ApiError {
+        ApiError::new(
+            Reason::TooManyRequests,
+            "Too many requests, please try again later.",
+        )
+        .with_details(StatusDetails {
+            retry_after_seconds: Some(self.retry_after.as_secs().max(1)),
+            ..StatusDetails::default()
+        })
+    }
+}
+
+/// Current occupancy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FairnessStats {
+    pub in_flight: u32,
+    pub waiting: usize,
+    /// Workspaces with an entry (something in flight or waiting).
+    pub workspaces: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Settings {
+    enabled: bool,
+    max_in_flight: u32,
+    workspace_max_in_flight: u32,
+    queue_length: usize,
+    queue_timeout: Duration,
+    retry_after: Duration,
+    exempt_users: HashSet<String>,
+}
+
+struct Waiter {
+    id: u64,
+    grant: oneshot::Sender<()>,
+}
+
+#[derive(Default)]
+struct Workspace {
+    in_flight: u32,
+    queue: VecDeque<Waiter>,
+    /// Whether the workspace is in `State::ring` (exactly once if so).
+    in_ring: bool,
+}
+
+impl Workspace {
+    fn idle(&self) -> bool {
+        self.in_flight == 0 && self.queue.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    in_use: u32,
+    waiting: usize,
+    workspaces: HashMap<Arc<str>, Workspace>,
+    /// Workspaces with waiters, in serving order.
+    ring: VecDeque<Arc<str>>,
+    next_id: u64,
+}
+
+struct Shared {
+    settings: Settings,
+    state: Mutex<State>,
+    gauges: Option<(Gauge, Gauge)>,
+}
+
+/// The admission controller; cheap to clone.
+#[derive(Clone)]
+pub struct FairAdmission {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for FairAdmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FairAdmission")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// A slot; freed when dropped. Hold it until the response is written.
+#[must_use = "the slot is released when the permit is dropped"]
+pub struct Permit {
+    held: Option<(Arc<Shared>, Arc<str>)>,
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.held {
+            Some((_, ws)) => write!(f, "Permit({ws})"),
+            None => f.write_str("Permit(exempt)"),
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some((shared, ws)) = self.held.take() {
+            let mut state = shared.lock();
+            shared.release(&mut state, &ws);
+        }
+    }
+}
+
+impl FairAdmission {
+    /// `gauges` (in flight, waiting) come from
+    /// [`crate::metrics::Metrics::fairness_gauges`].
+    pub fn new(config: &FairnessSection, gauges: Option<(Gauge, Gauge)>) -> Self {
+        FairAdmission {
+            shared: Arc::new(Shared {
+                settings: Settings {
+                    enabled: config.enabled,
+                    max_in_flight: config.max_in_flight.max(1),
+                    workspace_max_in_flight: config.workspace_max_in_flight.max(1),
+                    queue_length: config.queue_length as usize,
+                    queue_timeout: config.queue_timeout,
+                    retry_after: config.retry_after,
+                    exempt_users: config.exempt_users.iter().cloned().collect(),
+                },
+                state: Mutex::new(State::default()),
+                gauges,
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> FairnessStats {
+        let state = self.shared.lock();
+        FairnessStats {
+            in_flight: state.in_use,
+            waiting: state.waiting,
+            workspaces: state.workspaces.len(),
+        }
+    }
+
+    /// Waits for a slot for `workspace` (a workspace path or cluster id)
+    /// on behalf of `user`.
+    pub async fn admit(&self, workspace: &str, user: &str) -> Result<Permit, Rejected> {
+        let s = &self.shared.settings;
+        if !s.enabled || s.exempt_users.contains(user) {
+            return Ok(Permit { held: None });
+        }
+        let (key, id, rx) = {
+            let mut state = self.shared.lock();
+            let state = &mut *state;
+            let key = match state.workspaces.get_key_value(workspace) {
+                Some((k, _)) => k.clone(),
+                None => Arc::from(workspace),
+            };
+            let ws = state.workspaces.entry(key.clone()).or_default();
+            if state.in_use < s.max_in_flight
+                && ws.queue.is_empty()
+                && ws.in_flight < s.workspace_max_in_flight
+            {
+                ws.in_flight += 1;
+                state.in_use += 1;
+                self.shared.update_gauges(state);
+                return Ok(self.permit(key));
+            }
+            if ws.queue.len() >= s.queue_length {
+                if ws.idle() {
+                    state.workspaces.remove(&key);
+                }
+                return Err(self.rejected(RejectReason::QueueFull, workspace));
+            }
+            let (grant, rx) = oneshot::channel();
+            let id = state.next_id;
+            state.next_id += 1;
+            ws.queue.push_back(Waiter { id, grant });
+            state.waiting += 1;
+            if !ws.in_ring {
+                ws.in_ring = true;
+                // Nothing running: the most deprived workspace goes first.
+                if ws.in_flight == 0 {
+                    state.ring.push_front(key.clone());
+                } else {
+                    state.ring.push_back(key.clone());
+                }
+            }
+            self.shared.update_gauges(state);
+            (key, id, rx)
+        };
+        let mut wait = Wait {
+            shared: self.shared.clone(),
+            key: key.clone(),
+            id,
+            rx,
+            finished: false,
+        };
+        let outcome = tokio::time::timeout(s.queue_timeout, &mut wait.rx).await;
+        wait.finished = true;
+        match outcome {
+            Ok(Ok(())) => Ok(self.permit(key)),
+            // The sender lives in the queue until it grants; a closed
+            // channel would be a bug, and refusing is the safe answer.
+            Ok(Err(_)) => Err(self.rejected(RejectReason::QueueTimeout, workspace)),
+            Err(_) => {
+                let mut state = self.shared.lock();
+                if self.shared.dequeue(&mut state, &key, id) {
+                    Err(self.rejected(RejectReason::QueueTimeout, workspace))
+                } else {
+                    // Granted between the timer firing and the lock.
+                    drop(state);
+                    Ok(self.permit(key))
+                }
+            }
+        }
+    }
+
+    fn permit(&self, key: Arc<str>) -> Permit {
+        Permit {
+            held: Some((self.shared.clone(), key)),
+        }
+    }
+
+    fn rejected(&self, reason: RejectReason, workspace: &str) -> Rejected {
+        Rejected {
+            reason,
+            retry_after: self.shared.settings.retry_after,
+            workspace: workspace.to_owned(),
+        }
+    }
+}
+
+/// A queued request; if its future is dropped (client gone) it leaves the
+/// queue, or gives back the slot it was granted meanwhile.
+struct Wait {
+    shared: Arc<Shared>,
+    key: Arc<str>,
+    id: u64,
+    rx: oneshot::Receiver<()>,
+    finished: bool,
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut state = self.shared.lock();
+        if !self.shared.dequeue(&mut state, &self.key, self.id) {
+            // Granted but never taken: free the slot.
+            self.shared.release(&mut state, &self.key);
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent between statements; a panic elsewhere
+        // while holding the lock does not make it unusable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update_gauges(&self, state: &State) {
+        if let Some((in_flight, waiting)) = &self.gauges {
+            in_flight.set(i64::from(state.in_use));
+            waiting.set(i64::try_from(state.waiting).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Removes waiter `id` if it is still queued; `false` if it was granted.
+    fn dequeue(&self, state: &mut State, key: &Arc<str>, id: u64) -> bool {
+        let Some(ws) = state.workspaces.get_mut(key) else {
+            return false;
+        };
+        let Some(pos) = ws.queue.iter().position(|w| w.id == id) else {
+            return false;
+        };
+        ws.queue.remove(pos);
+        state.waiting -= 1;
+        if ws.queue.is_empty() && ws.in_ring {
+            ws.in_ring = false;
+            state.ring.retain(|k| k != key);
+        }
+        if ws.idle() {
+            state.workspaces.remove(key);
+        }
+        self.update_gauges(state);
+        true
+    }
+
+    fn release(&self, state: &mut State, key: &Arc<str>) {
+        state.in_use = state.in_use.saturating_sub(1);
+        if let Some(ws) = state.workspaces.get_mut(key) {
+            ws.in_flight = ws.in_flight.saturating_sub(1);
+            // A workspace skipped at its cap rejoins now it has room.
+            if !ws.queue.is_empty() && !ws.in_ring {
+                ws.in_ring = true;
+                state.ring.push_back(key.clone());
+            }
+        }
+        self.dispatch(state);
+        if state.workspaces.get(key).is_some_and(Workspace::idle) {
+            state.workspaces.remove(key);
+        }
+        self.update_gauges(state);
+    }
+
+    /// Hands free slots to waiting workspaces, one per turn.
+    fn dispatch(&self, state: &mut State) {
+        let s = &self.settings;
+        while state.in_use < s.max_in_flight {
+            let Some(key) = state.ring.pop_front() else {
+                break;
+            };
+            let Some(ws) = state.workspaces.get_mut(&key) else {
+                continue;
+            };
+            ws.in_ring = false;
+            // At its cap: off the ring until one of its own slots frees.
+            if ws.in_flight >= s.workspace_max_in_flight {
+                continue;
+            }
+            let Some(waiter) = ws.queue.pop_front() else {
+                continue;
+            };
+            state.waiting -= 1;
+            // The receiver lives as long as the waiter is queued (its drop
+            // dequeues under this lock), so this send cannot fail; if it
+            // did, the slot simply stays free.
+            if waiter.grant.send(()).is_ok() {
+                ws.in_flight += 1;
+                state.in_use += 1;
+            }
+            if !ws.queue.is_empty() {
+                ws.in_ring = true;
+                state.ring.push_back(key);
+            } else if ws.idle() {
+                state.workspaces.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    fn settings(max: u32, per_ws: u32, queue: u32) -> FairnessSection {
+        FairnessSection {
+            enabled: true,
+            max_in_flight: max,
+            workspace_max_in_flight: per_ws,
+            queue_length: queue,
+            queue_timeout: Duration::from_secs(15),
+            retry_after: Duration::from_secs(2),
+            exempt_users: vec!["admin".into()],
+        }
+    }
+
+    /// Polls a future once without a runtime's help.
+    fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+        let waker = std::task::Waker::noop();
+        Pin::new(f).poll(&mut Context::from_waker(waker))
+    }
+
+    fn ready<T, F: Future<Output = T> + Unpin>(f: &mut F) -> Option<T> {
+        match poll_once(f) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Polls each pending future once; removes and returns the first ready one.
+    fn take_ready<T, F: Future<Output = T> + Unpin>(fs: &mut Vec<F>) -> Option<T> {
+        let i = (0..fs.len()).find_map(|i| ready(&mut fs[i]).map(|v| (i, v)))?;
+        fs.remove(i.0);
+        Some(i.1)
+    }
+
+    #[tokio::test]
+    async fn a_quiet_workspace_gets_the_next_free_slot() {
+        let fair = FairAdmission::new(&settings(4, 4, 100), None);
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(fair.admit("noisy", "bob").await.expect("free slot"));
+        }
+        // The noisy workspace queues many more.
+        let mut noisy: Vec<_> = (0..20)
+            .map(|_| Box::pin(fair.admit("noisy", "bob")))
+            .collect();
+        for f in &mut noisy {
+            assert!(ready(f).is_none());
+        }
+        let mut quiet = Box::pin(fair.admit("quiet", "alice"));
+        assert!(ready(&mut quiet).is_none());
+        assert_eq!(fair.stats().waiting, 21);
+
+        // One slot frees: it goes to the quiet workspace, not the noisy queue.
+        held.pop();
+        let permit = ready(&mut quiet)
+            .expect("admitted after one slot")
+            .expect("not rejected");
+        assert!(noisy.iter_mut().all(|f| ready(f).is_none()));
+
+        // The next slots alternate back to the noisy workspace.
+        drop(permit);
+        // (Held, or each dropped permit would admit the next.)
+        let admitted: Vec<_> = noisy.iter_mut().filter_map(ready).collect();
+        assert_eq!(admitted.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn round_robin_between_busy_workspaces() {
+        let fair = FairAdmission::new(&settings(1, 1, 100), None);
+        let first = fair.admit("a", "u").await.expect("slot");
+        let mut a: Vec<_> = (0..3).map(|_| Box::pin(fair.admit("a", "u"))).collect();
+        let mut b: Vec<_> = (0..3).map(|_| Box::pin(fair.admit("b", "u"))).collect();
+        for f in a.iter_mut().chain(b.iter_mut()) {
+            assert!(ready(f).is_none());
+        }
+        drop(first);
+        // Serve order: b (nothing in flight, so first), then a, then b...
+        let mut order = String::new();
+        for _ in 0..6 {
+            let pa = take_ready(&mut a);
+            let pb = take_ready(&mut b);
+            let p = match (pa, pb) {
+                (Some(p), None) => {
+                    order.push('a');
+                    p
+                }
+                (None, Some(p)) => {
+                    order.push('b');
+                    p
+                }
+                other => panic!("exactly one should be admitted, got {other:?}"),
+            };
+            drop(p);
+        }
+        assert_eq!(order, "bababa");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_429_with_retry_after() {
+        let fair = FairAdmission::new(&settings(1, 1, 2), None);
+        let _p = fair.admit("ws", "u").await.expect("slot");
+        let mut q1 = Box::pin(fair.admit("ws", "u"));
+        let mut q2 = Box::pin(fair.admit("ws", "u"));
+        assert!(ready(&mut q1).is_none() && ready(&mut q2).is_none());
+        let err = fair.admit("ws", "u").await.expect_err("queue full");
+        assert_eq!(err.reason, RejectReason::QueueFull);
+        assert_eq!(err.workspace, "ws");
+        let api = err.to_api_error();
+        assert_eq!(api.code(), 429);
+        assert_eq!(api.retry_after(), Some(2));
+        // Another workspace can still queue.
+        let mut other = Box::pin(fair.admit("other", "u"));
+        assert!(ready(&mut other).is_none());
+    }
+
+    #[tokio::test]
+    async fn waiting_too_long_is_429_and_leaves_no_entry() {
+        let fair = FairAdmission::new(
+            &FairnessSection {
+                queue_timeout: Duration::from_millis(20),
+                ..settings(1, 1, 10)
+            },
+            None,
+        );
+        let p = fair.admit("busy", "u").await.expect("slot");
+        let err = fair.admit("late", "u").await.expect_err("times out");
+        assert_eq!(err.reason, RejectReason::QueueTimeout);
+        assert_eq!(fair.stats().waiting, 0);
+        assert_eq!(fair.stats().workspaces, 1, "only the busy workspace");
+        drop(p);
+        assert_eq!(
+            fair.stats(),
+            FairnessStats {
+                in_flight: 0,
+                waiting: 0,
+                workspaces: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn idle_workspaces_cost_nothing() {
+        let fair = FairAdmission::new(&settings(8, 8, 10), None);
+        for i in 0..10_000 {
+            let p = fair.admit(&format!("ws-{i}"), "u").await.expect("slot");
+            drop(p);
+        }
+        assert_eq!(fair.stats().workspaces, 0);
+
+        // A cancelled waiter (client gone) leaves too.
+        let p = (0..8)
+            .map(|_| fair.admit("x", "u"))
+            .collect::<futures::future::JoinAll<_>>()
+            .await;
+        let mut waiting = Box::pin(fair.admit("y", "u"));
+        assert!(ready(&mut waiting).is_none());
+        assert_eq!(fair.stats().workspaces, 2);
+        drop(waiting);
+        assert_eq!(fair.stats().workspaces, 1);
+        drop(p);
+        assert_eq!(fair.stats().workspaces, 0);
+        assert_eq!(fair.stats().in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn a_granted_but_abandoned_slot_is_given_back() {
+        let fair = FairAdmission::new(&settings(1, 1, 10), None);
+        let p = fair.admit("a", "u").await.expect("slot");
+        let mut w = Box::pin(fair.admit("b", "u"));
+        assert!(ready(&mut w).is_none());
+        drop(p); // grants to b's waiter...
+        drop(w); // ...which is gone before taking it.
+        assert_eq!(fair.stats().in_flight, 0);
+        assert!(fair.admit("c", "u").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_per_workspace_cap_leaves_room_for_others() {
+        let fair = FairAdmission::new(&settings(10, 2, 10), None);
+        let _a1 = fair.admit("a", "u").await.expect("slot");
+        let _a2 = fair.admit("a", "u").await.expect("slot");
+        let mut a3 = Box::pin(fair.admit("a", "u"));
+        assert!(ready(&mut a3).is_none(), "a is at its cap");
+        let _b = fair.admit("b", "u").await.expect("b is not");
+        drop(_a1);
+        assert!(ready(&mut a3).is_some(), "a's own slot freed");
+    }
+
+    #[tokio::test]
+    async fn exempt_users_and_disabled_skip_queueing() {
+        let fair = FairAdmission::new(&settings(1, 1, 0), None);
+        let _p = fair.admit("ws", "u").await.expect("slot");
+        assert!(fair.admit("ws", "admin").await.is_ok());
+        let off = FairAdmission::new(
+            &FairnessSection {
+                enabled: false,
+                ..settings(1, 1, 0)
+            },
+            None,
+        );
+        let _x = off.admit("ws", "u").await.expect("no limit");
+        assert!(off.admit("ws", "u").await.is_ok());
+        assert!(is_long_running("watch", None));
+        assert!(is_long_running("get", Some("log")));
+        assert!(!is_long_running("list", None));
+    }
+
+    #[tokio::test]
+    async fn gauges_follow_the_state() {
+        let (in_flight, waiting) = (Gauge::default(), Gauge::default());
+        let fair = FairAdmission::new(
+            &settings(1, 1, 5),
+            Some((in_flight.clone(), waiting.clone())),
+        );
+        let p = fair.admit("a", "u").await.expect("slot");
+        let mut w = Box::pin(fair.admit("a", "u"));
+        assert!(ready(&mut w).is_none());
+        assert_eq!((in_flight.get(), waiting.get()), (1, 1));
+        drop(p);
+        let _q = ready(&mut w).expect("granted").expect("ok");
+        assert_eq!((in_flight.get(), waiting.get()), (1, 0));
+    }
+}
