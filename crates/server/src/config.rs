@@ -530,9 +530,13 @@ pub struct WildcardSection {
     pub allow: bool,
 }
 
-/// Command-line flags and their environment variables; `None` keeps the
-/// file's value. `main.rs` can `#[command(flatten)]` this struct.
+// Command-line flags and their environment variables; `None` keeps the
+// file's value. `main.rs` can `#[command(flatten)]` this struct. (A plain
+// comment: a doc comment would become the subcommand's `about`.)
 #[derive(Clone, Debug, Default, clap::Args)]
+#[command(
+    next_help_heading = "Configuration (flag > WSGATE_* environment > --config file > default)"
+)]
 pub struct Overrides {
     /// Address to listen on [default: 127.0.0.1:6443] [key: listen]
     #[arg(long, env = "WSGATE_LISTEN", value_name = "ADDR")]

@@ -321,6 +321,16 @@ impl Metrics {
         out
     }
 
+    /// The `/metrics` answer: [`Self::encode`] with its content type.
+    pub fn response(&self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        (
+            [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
+            self.encode(),
+        )
+            .into_response()
+    }
+
     /// Bounds the (group, resource) label space; see [`MAX_RESOURCE_LABELS`].
     fn resource_label(&self, group: &str, resource: &str) -> (String, String) {
         let key = (group.to_owned(), resource.to_owned());
@@ -774,6 +784,11 @@ mod tests {
             assert!(line.starts_with("wsgate_top_workspace_requests"), "{line}");
         }
         drop(_w);
+        let resp = m.response();
+        assert_eq!(
+            resp.headers().get("content-type").map(|v| v.as_bytes()),
+            Some(CONTENT_TYPE.as_bytes())
+        );
         assert!(
             m.encode()
                 .contains("wsgate_watches_open{group=\"apps\",resource=\"deployments\"} 0")
