@@ -9,20 +9,13 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use registry::discovery::ApiSet;
-use registry::openapi::{Document, OpenApiCache, OpenApiError, V2_PROTOBUF_CONTENT_TYPE};
+use registry::openapi::{Document, OpenApiCache, OpenApiError, V2_PROTOBUF_ACCEPT};
 
 use crate::error::ApiError;
 
 pub struct OpenApi {
     cache: OpenApiCache,
 }
-
-/// The v2 protobuf media types kubectl offers (the dotted form is the
-/// deprecated spelling older clients send).
-const V2_PROTOBUF_ACCEPT: &[&str] = &[
-    V2_PROTOBUF_CONTENT_TYPE,
-    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
-];
 
 impl OpenApi {
     /// Builds the documents of `api` now, so the first kubectl does not wait.

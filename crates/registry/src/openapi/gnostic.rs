@@ -15,8 +15,18 @@
 
 use serde_json::{Map, Value};
 
+/// The Content-Type of the protobuf answer. kubectl asks with the `@v1.0`
+/// spelling, but `@` is not a media-type token character: Go's
+/// `mime.ParseMediaType` rejects it, so client-go fails on a reply labelled
+/// that way. Upstream answers with the dotted spelling, as here.
 pub const V2_PROTOBUF_CONTENT_TYPE: &str =
-    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// The media types that ask for protobuf (the `@` one is what kubectl sends).
+pub const V2_PROTOBUF_ACCEPT: &[&str] = &[
+    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    V2_PROTOBUF_CONTENT_TYPE,
+];
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Document {

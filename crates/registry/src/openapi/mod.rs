@@ -34,7 +34,7 @@ use sha2::{Digest, Sha512};
 use crate::discovery::ApiSet;
 use crate::resource::ResourceDescriptor;
 
-pub use gnostic::V2_PROTOBUF_CONTENT_TYPE;
+pub use gnostic::{V2_PROTOBUF_ACCEPT, V2_PROTOBUF_CONTENT_TYPE};
 
 /// A group-version-kind as the OpenAPI extensions spell it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

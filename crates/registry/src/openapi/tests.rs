@@ -457,16 +457,33 @@ fn cache_shares_documents_between_equal_sets() {
     );
 }
 
+/// Resident set size in bytes (Linux), for the memory figures.
+fn rss() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 #[test]
 fn build_time_and_size() {
-    // Decode the embedded definitions first, so the build is timed alone.
+    let before = rss();
+    let t = Instant::now();
     definitions::get().expect("definitions");
+    let decode = t.elapsed();
+    let decoded = rss();
     let set = api_set(&descriptors());
     let t = Instant::now();
     let o = OpenApi::build(&set, &[], VERSION).expect("build");
     let took = t.elapsed();
+    let after = rss();
+    let mib = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.1} MiB", (b as f64 - a as f64) / 1048576.0),
+        _ => "?".into(),
+    };
     eprintln!(
-        "build {took:?}: v3 {} GVs, {} bytes in all (v2 JSON {}, v2 protobuf {})",
+        "decode definitions {decode:?} (+{} RSS); build {took:?} (+{} RSS): v3 {} GVs, {} bytes in all (v2 JSON {}, v2 protobuf {})",
+        mib(before, decoded),
+        mib(decoded, after),
         o.v3.len(),
         o.size(),
         o.v2(false).body.len(),
