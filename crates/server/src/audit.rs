@@ -173,7 +173,7 @@ impl AuditLog {
         };
         let (log, rx) = Self::channel(config.level, config.queue_capacity, dropped_metric);
         let (shutdown, stop) = oneshot::channel();
-        let task = tokio::spawn(write_events(rx, stop, out));
+        let task = tokio::spawn(write_events(rx, stop, out, config.level));
         Ok((log, Some(AuditWriter { shutdown, task })))
     }
 
@@ -239,6 +239,7 @@ async fn write_events(
     mut rx: mpsc::Receiver<AuditRecord>,
     mut stop: oneshot::Receiver<()>,
     out: Box<dyn AsyncWrite + Send + Unpin>,
+    level: AuditLevel,
 ) -> Result<(), AuditError> {
     let mut out = BufWriter::new(out);
     let mut line = Vec::with_capacity(1024);
@@ -256,7 +257,7 @@ async fn write_events(
         loop {
             if let Some(record) = next.take() {
                 line.clear();
-                encode_event(&record, &mut line);
+                encode_event(&record, level, &mut line);
                 out.write_all(&line).await.map_err(AuditError::Write)?;
             }
             match rx.try_recv() {
@@ -310,20 +311,24 @@ fn timestamp(t: &DateTime<Utc>) -> String {
 }
 
 /// One JSON line (with the newline) for `record`.
-fn encode_event(record: &AuditRecord, out: &mut Vec<u8>) {
+fn encode_event(record: &AuditRecord, level: AuditLevel, out: &mut Vec<u8>) {
     let mut annotations = BTreeMap::new();
     if let Some(ws) = &record.workspace {
         annotations.insert(WORKSPACE_ANNOTATION, ws.clone());
     }
-    let (request_object, level) = match &record.request_body {
+    let request_object = match &record.request_body {
         Some(body) if !body.is_empty() => {
             let (object, note) = request_object(record.object_ref.as_ref(), body);
             if let Some(note) = note {
                 annotations.insert(REQUEST_OBJECT_ANNOTATION, note.to_owned());
             }
-            (object, "Request")
+            object
         }
-        _ => (None, "Metadata"),
+        _ => None,
+    };
+    let level = match level {
+        AuditLevel::Metadata => "Metadata",
+        AuditLevel::Request => "Request",
     };
     let event = Event {
         kind: "Event",
