@@ -324,6 +324,11 @@ async fn streaming_list_sends_the_initial_events_end_marker() -> Result<()> {
             "true"
         );
         assert_ne!(lines[1]["object"]["metadata"]["resourceVersion"], "0");
+        // The stream ends at timeoutSeconds with a last, non-zero bookmark.
+        let last = lines.last().context("events")?;
+        assert_eq!(last["type"], "BOOKMARK", "{engine}");
+        assert!(last["object"]["metadata"]["annotations"].is_null());
+        assert_ne!(last["object"]["metadata"]["resourceVersion"], "0");
         // kube-rs's streaming-list watcher reaches InitDone.
         let mut w = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
         let mut init_done = false;

@@ -20,6 +20,8 @@ pub struct ListOptions {
     pub resource_version_match: Option<String>,
     pub send_initial_events: Option<bool>,
     pub allow_watch_bookmarks: bool,
+    /// Watch only: end the stream cleanly after this long.
+    pub timeout_seconds: Option<u64>,
 }
 
 /// Where a list or watch starts, after validating `resourceVersion` and

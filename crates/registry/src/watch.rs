@@ -19,6 +19,12 @@ use crate::store::{Filter, ResourceStore};
 
 /// Bookmarks are sent at most this often (upstream: about once a minute).
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+/// Without `timeoutSeconds` a watch lasts 30 to 60 minutes, like kube's.
+fn default_watch_timeout() -> Duration {
+    use rand::Rng;
+    Duration::from_secs(rand::rng().random_range(1800..3600))
+}
+
 /// Events buffered per watcher before the producer waits.
 const WATCH_BUFFER: usize = 256;
 
@@ -128,6 +134,12 @@ impl ResourceStore {
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let this = self.clone();
         let bookmarks = opts.allow_watch_bookmarks;
+        let timeout = opts
+            .timeout_seconds
+            .filter(|t| *t > 0)
+            .map(Duration::from_secs)
+            .unwrap_or_else(default_watch_timeout);
+        let deadline = tokio::time::Instant::now() + timeout;
         tokio::spawn(async move {
             this.run_watch(
                 tx,
@@ -138,6 +150,7 @@ impl ResourceStore {
                 requested,
                 filter,
                 bookmarks,
+                deadline,
             )
             .await;
         });
@@ -155,6 +168,7 @@ impl ResourceStore {
         requested: i64,
         filter: Filter,
         bookmarks: bool,
+        deadline: tokio::time::Instant,
     ) {
         if let Some(items) = initial {
             for item in items {
@@ -186,6 +200,14 @@ impl ResourceStore {
         loop {
             let next = tokio::select! {
                 _ = tx.closed() => return,
+                _ = tokio::time::sleep_until(deadline) => {
+                    // A last bookmark lets the client resume from here
+                    // instead of replaying; then the stream ends cleanly.
+                    if bookmarks && last_revision > 0 {
+                        let _ = tx.send(WatchEvent::Bookmark(self.bookmark(last_revision, false))).await;
+                    }
+                    return;
+                }
                 n = stream.next() => n,
             };
             match next {

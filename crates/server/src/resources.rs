@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -81,6 +80,10 @@ impl Query {
                 .map(str::to_owned),
             send_initial_events: self.bool("sendInitialEvents")?,
             allow_watch_bookmarks: self.bool("allowWatchBookmarks")?.unwrap_or(false),
+            timeout_seconds: self
+                .int("timeoutSeconds")?
+                .filter(|t| *t > 0)
+                .map(|t| t as u64),
         })
     }
 
@@ -338,11 +341,9 @@ pub async fn handle(
                         None => by_name,
                     });
             }
-            let timeout = query
-                .int("timeoutSeconds")?
-                .filter(|t| *t > 0)
-                .map(|t| t as u64);
-            watch_response(rs, &scope, namespace, &opts, output, include, timeout).await
+            // The registry ends the stream at timeoutSeconds (after a
+            // last bookmark when asked for).
+            watch_response(rs, &scope, namespace, &opts, output, include).await
         }
         Verb::Create if sub == Some("eviction") => {
             // An eviction deletes the pod (PodDisruptionBudgets are not
@@ -474,12 +475,6 @@ pub async fn handle(
     }
 }
 
-/// Without `timeoutSeconds`, a watch lasts 30-60 minutes, like kube's.
-fn default_watch_timeout() -> u64 {
-    use rand::Rng;
-    rand::rng().random_range(1800..3600)
-}
-
 async fn watch_response(
     rs: Arc<ResourceStore>,
     scope: &ClusterScope,
@@ -487,37 +482,32 @@ async fn watch_response(
     opts: &ListOptions,
     output: Output,
     include: IncludeObject,
-    timeout: Option<u64>,
 ) -> Result<Response, ApiError> {
     let events = rs.watch(scope, namespace, opts).await?;
     let gvk = rs.descriptor.gvk.clone();
-    let timeout = Duration::from_secs(timeout.unwrap_or_else(default_watch_timeout));
-    let lines = events
-        .map(move |mut ev: WatchEvent| {
-            let is_error = matches!(ev, WatchEvent::Error(_));
-            let is_bookmark = matches!(ev, WatchEvent::Bookmark(_));
-            if !is_error {
-                let converted = match output {
-                    Output::Table(_) if !is_bookmark => Some(to_table(
-                        &gvk,
-                        std::slice::from_ref(ev.object()),
-                        include,
-                        json!({}),
-                    )),
-                    Output::PartialMetadata(v) => Some(partial_metadata(v, ev.object())),
-                    _ => None,
-                };
-                if let Some(c) = converted {
-                    *ev.object_mut() = c;
-                }
+    let lines = events.map(move |mut ev: WatchEvent| {
+        let is_error = matches!(ev, WatchEvent::Error(_));
+        let is_bookmark = matches!(ev, WatchEvent::Bookmark(_));
+        if !is_error {
+            let converted = match output {
+                Output::Table(_) if !is_bookmark => Some(to_table(
+                    &gvk,
+                    std::slice::from_ref(ev.object()),
+                    include,
+                    json!({}),
+                )),
+                Output::PartialMetadata(v) => Some(partial_metadata(v, ev.object())),
+                _ => None,
+            };
+            if let Some(c) = converted {
+                *ev.object_mut() = c;
             }
-            let mut line =
-                serde_json::to_vec(&json!({"type": ev.type_str(), "object": ev.object()}))
-                    .unwrap_or_default();
-            line.push(b'\n');
-            Ok::<Bytes, Infallible>(Bytes::from(line))
-        })
-        .take_until(tokio::time::sleep(timeout));
+        }
+        let mut line = serde_json::to_vec(&json!({"type": ev.type_str(), "object": ev.object()}))
+            .unwrap_or_default();
+        line.push(b'\n');
+        Ok::<Bytes, Infallible>(Bytes::from(line))
+    });
     let mut resp = (StatusCode::OK, Body::from_stream(lines)).into_response();
     let ct = match output {
         Output::Yaml => "application/json".to_owned(),
