@@ -493,7 +493,8 @@ struct TopInner {
     current: Box<[u32]>,
     previous: Box<[u32]>,
     started: Instant,
-    candidates: HashMap<Box<str>, ()>,
+    /// Candidate names with their sketch cells (hashed once).
+    candidates: HashMap<Box<str>, [usize; SKETCH_DEPTH]>,
     /// The smallest candidate estimate when last computed; estimates only
     /// grow within a half-window, so below it nothing can qualify.
     threshold: u32,
@@ -565,11 +566,12 @@ impl TopWorkspaces {
             inner.current.fill(0);
             inner.started += self.half;
         }
-        let stale: Vec<Box<str>> = inner
+        let sketch: &TopInner = inner;
+        let stale: Vec<Box<str>> = sketch
             .candidates
-            .keys()
-            .filter(|ws| Self::estimate(inner, &self.cells(ws)) == 0)
-            .cloned()
+            .iter()
+            .filter(|(_, cells)| Self::estimate(sketch, cells) == 0)
+            .map(|(ws, _)| ws.clone())
             .collect();
         for ws in stale {
             inner.candidates.remove(&ws);
@@ -592,18 +594,20 @@ impl TopWorkspaces {
             return;
         }
         if inner.candidates.len() < self.n {
-            inner.candidates.insert(workspace.into(), ());
+            inner.candidates.insert(workspace.into(), cells);
             return;
         }
-        let smallest = inner
+        let sketch: &TopInner = &inner;
+        let smallest = sketch
             .candidates
-            .keys()
-            .map(|ws| (Self::estimate(&inner, &self.cells(ws)), ws.clone()))
-            .min_by_key(|(e, _)| *e);
+            .iter()
+            .map(|(ws, c)| (Self::estimate(sketch, c), ws))
+            .min_by_key(|(e, _)| *e)
+            .map(|(e, ws)| (e, ws.clone()));
         if let Some((min, ws)) = smallest {
             if estimate > min {
                 inner.candidates.remove(&ws);
-                inner.candidates.insert(workspace.into(), ());
+                inner.candidates.insert(workspace.into(), cells);
             } else {
                 inner.threshold = min;
             }
@@ -613,13 +617,11 @@ impl TopWorkspaces {
     fn top_at(&self, now: Instant) -> Vec<(String, u64)> {
         let mut inner = self.lock();
         self.rotate(&mut inner, now);
-        let mut out: Vec<(String, u64)> = inner
+        let sketch: &TopInner = &inner;
+        let mut out: Vec<(String, u64)> = sketch
             .candidates
-            .keys()
-            .map(|ws| {
-                let e = Self::estimate(&inner, &self.cells(ws));
-                (ws.to_string(), u64::from(e))
-            })
+            .iter()
+            .map(|(ws, cells)| (ws.to_string(), u64::from(Self::estimate(sketch, cells))))
             .filter(|(_, e)| *e > 0)
             .collect();
         out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
