@@ -9,6 +9,7 @@
 //! The collector scans the owner's namespace (or the whole workspace for
 //! cluster-scoped owners) in the background; it keeps no graph yet.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,10 +36,12 @@ fn owner_refs(obj: &Object) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn refers_to(obj: &Object, uid: &str) -> bool {
-    owner_refs(obj)
-        .iter()
-        .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+fn refers_to_any(obj: &Object, uids: &HashSet<String>) -> bool {
+    owner_refs(obj).iter().any(|r| {
+        r.get("uid")
+            .and_then(Value::as_str)
+            .is_some_and(|u| uids.contains(u))
+    })
 }
 
 /// Who the collector acts for.
@@ -78,7 +81,11 @@ impl Registry {
         let this = self.clone();
         let cluster = cluster.clone();
         if !pending {
-            tokio::spawn(async move { this.collect_orphaned_dependents(&cluster, &owner).await });
+            let uids = HashSet::from([owner.uid.clone()]);
+            tokio::spawn(async move {
+                this.collect_orphaned_dependents(&cluster, owner.namespace.as_deref(), &uids)
+                    .await
+            });
         } else if propagation == Propagation::Foreground
             || finalizers.iter().any(|f| f == FOREGROUND_FINALIZER)
         {
@@ -96,21 +103,56 @@ impl Registry {
         self.resource_for_kind(api_version, kind).cloned()
     }
 
-    /// Every object in the owner's reach that lists `owner.uid` as an owner.
+    /// Starts collection for many deletes at once (deletecollection): one
+    /// scan per namespace for the dependents of every deleted owner.
+    pub(crate) fn after_delete_many(
+        self: &Arc<Self>,
+        cluster: &ClusterId,
+        outcomes: &[DeleteOutcome],
+        propagation: Propagation,
+    ) {
+        let mut gone: BTreeMap<Option<String>, HashSet<String>> = BTreeMap::new();
+        for outcome in outcomes {
+            match outcome {
+                DeleteOutcome::Deleted(o) => {
+                    if let Some(uid) = meta_str(o, "uid") {
+                        gone.entry(meta_str(o, "namespace").map(str::to_owned))
+                            .or_default()
+                            .insert(uid.to_owned());
+                    }
+                }
+                pending @ DeleteOutcome::Pending(_) => {
+                    self.after_delete(cluster, pending, propagation)
+                }
+            }
+        }
+        for (namespace, uids) in gone {
+            let this = self.clone();
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                this.collect_orphaned_dependents(&cluster, namespace.as_deref(), &uids)
+                    .await
+            });
+        }
+    }
+
+    /// Every object that lists one of `uids` as an owner, in `namespace`
+    /// (owners there) or anywhere in the workspace (cluster-scoped owners).
     async fn dependents(
         &self,
         cluster: &ClusterId,
-        owner: &Owner,
+        namespace: Option<&str>,
+        uids: &HashSet<String>,
     ) -> Vec<(Arc<ResourceStore>, Object)> {
         let scope = ClusterScope::One(cluster.clone());
         let mut found = Vec::new();
         for store in self.stores() {
             // Namespaced owners only own objects in their namespace.
-            if owner.namespace.is_some() && !store.descriptor.namespaced() {
+            if namespace.is_some() && !store.descriptor.namespaced() {
                 continue;
             }
             let ns = if store.descriptor.namespaced() {
-                owner.namespace.as_deref()
+                namespace
             } else {
                 None
             };
@@ -118,7 +160,7 @@ impl Registry {
                 Ok(list) => {
                     for item in list.items {
                         if let Value::Object(o) = item
-                            && refers_to(&o, &owner.uid)
+                            && refers_to_any(&o, uids)
                         {
                             found.push((store.clone(), o));
                         }
@@ -132,16 +174,16 @@ impl Registry {
         found
     }
 
-    /// Is any owner other than `gone_uid` still present with its uid?
+    /// Is any owner other than the `gone` ones still present with its uid?
     async fn has_live_owner(
         &self,
         cluster: &ClusterId,
         dependent: &Object,
-        gone_uid: &str,
+        gone: &HashSet<String>,
     ) -> bool {
         for r in owner_refs(dependent) {
             let uid = r.get("uid").and_then(Value::as_str).unwrap_or("");
-            if uid == gone_uid {
+            if gone.contains(uid) {
                 continue;
             }
             let (Some(av), Some(kind), Some(name)) = (
@@ -168,9 +210,14 @@ impl Registry {
         false
     }
 
-    async fn collect_orphaned_dependents(self: Arc<Self>, cluster: &ClusterId, owner: &Owner) {
-        for (store, dep) in self.dependents(cluster, owner).await {
-            if self.has_live_owner(cluster, &dep, &owner.uid).await {
+    async fn collect_orphaned_dependents(
+        self: Arc<Self>,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        uids: &HashSet<String>,
+    ) {
+        for (store, dep) in self.dependents(cluster, namespace, uids).await {
+            if self.has_live_owner(cluster, &dep, uids).await {
                 continue;
             }
             let opts = DeleteOptions {
@@ -192,7 +239,13 @@ impl Registry {
 
     async fn foreground(self: Arc<Self>, cluster: &ClusterId, owner: &Owner) {
         loop {
-            let deps = self.dependents(cluster, owner).await;
+            let deps = self
+                .dependents(
+                    cluster,
+                    owner.namespace.as_deref(),
+                    &HashSet::from([owner.uid.clone()]),
+                )
+                .await;
             let mut blocking = 0;
             for (store, dep) in &deps {
                 let blocks = owner_refs(dep).iter().any(|r| {
@@ -228,7 +281,11 @@ impl Registry {
     }
 
     async fn orphan(self: Arc<Self>, cluster: &ClusterId, owner: &Owner) {
-        for (store, dep) in self.dependents(cluster, owner).await {
+        let uids = HashSet::from([owner.uid.clone()]);
+        for (store, dep) in self
+            .dependents(cluster, owner.namespace.as_deref(), &uids)
+            .await
+        {
             let ns = meta_str(&dep, "namespace");
             let uid = owner.uid.clone();
             let result = store
@@ -290,8 +347,14 @@ impl Registry {
                     let this = self.clone();
                     let cluster = cluster.clone();
                     let owner = owner.clone();
+                    let uids = HashSet::from([owner.uid.clone()]);
                     tokio::spawn(async move {
-                        this.collect_orphaned_dependents(&cluster, &owner).await
+                        this.collect_orphaned_dependents(
+                            &cluster,
+                            owner.namespace.as_deref(),
+                            &uids,
+                        )
+                        .await
                     });
                 }
             }

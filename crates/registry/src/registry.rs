@@ -288,9 +288,7 @@ impl Registry {
             .await?;
         if !opts.dry_run {
             let propagation = opts.effective_propagation()?;
-            for o in &outcomes {
-                self.after_delete(cluster, o, propagation);
-            }
+            self.after_delete_many(cluster, &outcomes, propagation);
         }
         Ok(body)
     }

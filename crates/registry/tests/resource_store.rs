@@ -827,3 +827,47 @@ async fn filtered_pages_hold_exactly_the_matches() {
     assert_eq!(names, ["c0", "c3", "c6", "c9"]);
     assert!(rvs.iter().all(|r| *r == rvs[0]));
 }
+
+#[tokio::test]
+async fn deletecollection_collects_dependents_of_every_deleted_owner() {
+    let f = fixture().await;
+    let cms = f.cms();
+    let wo = WriteOptions::default();
+    let a = f.cm("owner-a", json!({"role": "owner"})).await;
+    let b = f.cm("owner-b", json!({"role": "owner"})).await;
+    let keep = f.cm("keeper", json!({})).await;
+    let oref = |o: &Object| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": o["metadata"]["name"], "uid": o["metadata"]["uid"]});
+    for (name, owners) in [
+        ("dep-a", json!([oref(&a)])),
+        ("dep-b", json!([oref(&b)])),
+        ("dep-shared", json!([oref(&a), oref(&keep)])),
+    ] {
+        cms.create(
+            &f.cluster,
+            Some("default"),
+            obj(json!({"metadata": {"name": name, "ownerReferences": owners}})),
+            &wo,
+        )
+        .await
+        .expect("dependent");
+    }
+    f.registry
+        .delete_collection(
+            &cms,
+            &f.cluster,
+            Some("default"),
+            &ListOptions {
+                label_selector: Some("role=owner".into()),
+                ..Default::default()
+            },
+            &DeleteOptions::default(),
+        )
+        .await
+        .expect("deletecollection");
+    wait_gone(&cms, &f.cluster, "dep-a").await;
+    wait_gone(&cms, &f.cluster, "dep-b").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cms.get(&f.cluster, Some("default"), "dep-shared")
+        .await
+        .expect("a dependent with a live owner stays");
+}
