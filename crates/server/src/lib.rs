@@ -63,19 +63,12 @@ pub fn app(state: AppState) -> Router {
 
 async fn handle(
     State(app): State<AppState>,
+    info: RequestInfo,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let info = {
-        let watch = uri.query().is_some_and(|q| {
-            form_pairs(q)
-                .iter()
-                .any(|(k, v)| k == "watch" && request_info::parse_bool(v) == Some(true))
-        });
-        RequestInfo::parse(&method, uri.path(), watch)?
-    };
     let cluster = || match &info.workspace {
         WorkspaceRef::Path(p) => app.registry.resolve(p).map_err(ApiError::from),
         WorkspaceRef::All => Ok(ClusterId::root()),
