@@ -173,6 +173,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (None, false) => args.spawn.iter().map(|e| Plan::Spawn(*e)).collect(),
     };
     let wants = |s: Scenario| args.scenarios.contains(&s);
+    if wants(Scenario::Watch)
+        && let Some(limit) = process::open_files_limit()
+        && limit < args.watches as u64 + 1_000
+    {
+        let msg = format!(
+            "{} watches need as many sockets in this process and in the server, but the open-files limit is {limit}: raise it (ulimit -n) or lower --watches",
+            args.watches
+        );
+        eprintln!("\n*** {msg} ***\n");
+        report.notes.push(msg);
+    }
 
     // One etcd for the run: the etcd-backed server and the raw limits use it.
     let mut etcd: Option<(Child, String)> = None;

@@ -283,3 +283,10 @@ impl CpuSnapshot {
         ]
     }
 }
+
+/// The soft limit on open files of this process (children inherit it).
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
