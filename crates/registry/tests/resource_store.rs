@@ -871,3 +871,77 @@ async fn deletecollection_collects_dependents_of_every_deleted_owner() {
         .await
         .expect("a dependent with a live owner stays");
 }
+
+#[tokio::test]
+async fn both_hpa_versions_share_one_store() {
+    let f = fixture().await;
+    let v1 = f.rs("autoscaling", "v1", "horizontalpodautoscalers");
+    let v2 = f.rs("autoscaling", "v2", "horizontalpodautoscalers");
+    let wo = WriteOptions::default();
+    v1.create(
+        &f.cluster,
+        Some("default"),
+        obj(json!({"metadata": {"name": "h"}, "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "maxReplicas": 4,
+            "targetCPUUtilizationPercentage": 70,
+        }})),
+        &wo,
+    )
+    .await
+    .expect("v1 create");
+    let seen = v2
+        .get(&f.cluster, Some("default"), "h")
+        .await
+        .expect("v2 get");
+    assert_eq!(seen["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        seen["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        70
+    );
+    // A v2-only field survives a v1 read-modify-write.
+    let behavior = json!({"spec": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 30}}}});
+    v2.patch(
+        &f.cluster,
+        Some("default"),
+        "h",
+        PatchKind::Merge,
+        &behavior,
+        Subresource::Main,
+        &wo,
+    )
+    .await
+    .expect("v2 patch");
+    let mut as_v1 = v1
+        .get(&f.cluster, Some("default"), "h")
+        .await
+        .expect("v1 get");
+    as_v1.insert("spec".into(), {
+        let mut spec = as_v1["spec"].clone();
+        spec["maxReplicas"] = json!(6);
+        spec
+    });
+    v1.update(
+        &f.cluster,
+        Some("default"),
+        "h",
+        as_v1,
+        Subresource::Main,
+        &wo,
+    )
+    .await
+    .expect("v1 update");
+    let after = v2
+        .get(&f.cluster, Some("default"), "h")
+        .await
+        .expect("v2 get");
+    assert_eq!(after["spec"]["maxReplicas"], 6);
+    assert_eq!(
+        after["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
+        30
+    );
+    assert!(
+        after["metadata"].get("annotations").is_none(),
+        "no stash left in storage"
+    );
+}

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::{
-    admissionregistration::v1 as admission, apps::v1 as apps, autoscaling::v2 as autoscaling,
-    batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination,
-    core::v1 as core, discovery::v1 as discovery, events::v1 as events_api,
-    flowcontrol::v1 as flowcontrol, networking::v1 as networking, node::v1 as node,
-    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+    admissionregistration::v1 as admission, apps::v1 as apps, autoscaling::v1 as autoscaling_v1,
+    autoscaling::v2 as autoscaling_v2, batch::v1 as batch, certificates::v1 as certificates,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events_api, flowcontrol::v1 as flowcontrol, networking::v1 as networking,
+    node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
     storage::v1 as storage_api,
 };
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
@@ -27,6 +27,7 @@ use crate::schema::{RoundTrip, round_trip};
 use crate::store::StorageConversion;
 
 pub mod apps_rules;
+pub mod autoscaling;
 pub mod core_rules;
 pub mod events;
 pub mod namespace;
@@ -208,8 +209,16 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
         Entry::new::<events_api::Event>(r, &["ev"], &[])
             .strategy(EventsV1Strategy)
             .stored_as(r, "", "events", events::EventsV1Conversion),
-        // autoscaling/v2
-        Entry::new::<autoscaling::HorizontalPodAutoscaler>(r, &["hpa"], ALL).status(),
+        // autoscaling/v2 (stored) and v1 (converted)
+        Entry::new::<autoscaling_v2::HorizontalPodAutoscaler>(r, &["hpa"], ALL).status(),
+        Entry::new::<autoscaling_v1::HorizontalPodAutoscaler>(r, &["hpa"], ALL)
+            .status()
+            .stored_as(
+                r,
+                "autoscaling",
+                "horizontalpodautoscalers",
+                autoscaling::HpaV1Conversion,
+            ),
         // batch/v1
         Entry::new::<batch::CronJob>(r, &["cj"], ALL)
             .strategy(GenerationStrategy)
