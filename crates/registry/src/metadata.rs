@@ -239,6 +239,9 @@ pub fn before_update(
     if !status_only {
         strategy.prepare_for_update(new, old);
     }
+    // Defaults first (upstream defaults at decoding), so a PUT that omits
+    // defaulted fields is not a spec change.
+    strategy.default(new);
     if strategy.tracks_generation() && generation_changed(strategy, new, old) {
         let g = old_meta
             .get("generation")
@@ -246,7 +249,6 @@ pub fn before_update(
             .unwrap_or(0);
         meta_mut(new).insert("generation".into(), (g + 1).into());
     }
-    strategy.default(new);
     let mut errors = validate_object_meta(desc, strategy, new);
     errors.extend(validate_object_meta_update(new, old));
     errors.extend(strategy.validate_update(new, old));

@@ -945,3 +945,43 @@ async fn both_hpa_versions_share_one_store() {
         "no stash left in storage"
     );
 }
+
+#[tokio::test]
+async fn workloads_get_upstream_defaults() {
+    let f = fixture().await;
+    let wo = WriteOptions::default();
+    let template = json!({"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}});
+    let sts = f
+        .rs("apps", "v1", "statefulsets")
+        .create(
+            &f.cluster,
+            Some("default"),
+            obj(json!({"metadata": {"name": "s"}, "spec": {"selector": {"matchLabels": {"a": "b"}}, "serviceName": "s", "template": template}})),
+            &wo,
+        )
+        .await
+        .expect("statefulset");
+    assert_eq!(sts["spec"]["updateStrategy"]["type"], "RollingUpdate");
+    assert_eq!(sts["spec"]["podManagementPolicy"], "OrderedReady");
+    assert_eq!(sts["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    let cj = f
+        .rs("batch", "v1", "cronjobs")
+        .create(
+            &f.cluster,
+            Some("default"),
+            obj(json!({"metadata": {"name": "c"}, "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}})),
+            &wo,
+        )
+        .await
+        .expect("cronjob");
+    assert_eq!(cj["spec"]["concurrencyPolicy"], "Allow");
+    assert_eq!(cj["spec"]["jobTemplate"]["spec"]["backoffLimit"], 6);
+    assert_eq!(
+        cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["dnsPolicy"],
+        "ClusterFirst"
+    );
+}

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::builtin::core_rules::default_template;
 use crate::resource::{Object, Strategy};
 use crate::selector::LabelSelector;
 use crate::validation::FieldError;
@@ -44,10 +45,79 @@ impl Strategy for DeploymentStrategy {
                 );
             }
         }
+        default_template(obj, "/spec/template/spec");
     }
 
     fn validate(&self, obj: &Object) -> Vec<FieldError> {
         validate_selector_matches_template(obj)
+    }
+}
+
+/// StatefulSets: generation and upstream defaults.
+pub struct StatefulSetStrategy;
+
+impl Strategy for StatefulSetStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn default(&self, obj: &mut Object) {
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.entry("replicas").or_insert(1.into());
+            spec.entry("podManagementPolicy")
+                .or_insert("OrderedReady".into());
+            spec.entry("revisionHistoryLimit").or_insert(10.into());
+            spec.entry("updateStrategy")
+                .or_insert(json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+            spec.entry("persistentVolumeClaimRetentionPolicy")
+                .or_insert(json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+        }
+        default_template(obj, "/spec/template/spec");
+    }
+}
+
+/// DaemonSets: generation and upstream defaults.
+pub struct DaemonSetStrategy;
+
+impl Strategy for DaemonSetStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn default(&self, obj: &mut Object) {
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.entry("revisionHistoryLimit").or_insert(10.into());
+            spec.entry("updateStrategy").or_insert(
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
+        }
+        default_template(obj, "/spec/template/spec");
+    }
+}
+
+/// CronJobs: generation and upstream defaults.
+pub struct CronJobStrategy;
+
+impl Strategy for CronJobStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn default(&self, obj: &mut Object) {
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.entry("concurrencyPolicy").or_insert("Allow".into());
+            spec.entry("suspend").or_insert(false.into());
+            spec.entry("successfulJobsHistoryLimit").or_insert(3.into());
+            spec.entry("failedJobsHistoryLimit").or_insert(1.into());
+            if let Some(job) = spec
+                .get_mut("jobTemplate")
+                .and_then(|t| t.get_mut("spec"))
+                .and_then(Value::as_object_mut)
+            {
+                crate::builtin::core_rules::default_job_spec(job);
+            }
+        }
+        default_template(obj, "/spec/jobTemplate/spec/template/spec");
     }
 }
 

@@ -25,6 +25,50 @@ fn default_str(m: &mut Map<String, Value>, key: &str, value: &str) {
     }
 }
 
+/// Upstream's PodSpec defaults (pods and every pod template).
+pub fn default_pod_spec(spec: &mut Map<String, Value>) {
+    default_str(spec, "restartPolicy", "Always");
+    default_str(spec, "dnsPolicy", "ClusterFirst");
+    default_str(spec, "schedulerName", "default-scheduler");
+    if !spec.contains_key("terminationGracePeriodSeconds") {
+        spec.insert("terminationGracePeriodSeconds".into(), 30.into());
+    }
+    if !spec.contains_key("securityContext") {
+        spec.insert("securityContext".into(), json!({}));
+    }
+    for list in ["containers", "initContainers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                default_str(c, "terminationMessagePath", "/dev/termination-log");
+                default_str(c, "terminationMessagePolicy", "File");
+                let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+                let tag_latest = image.ends_with(":latest")
+                    || !image.rsplit('/').next().unwrap_or("").contains(':');
+                let policy = if tag_latest && !image.contains('@') {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                };
+                default_str(c, "imagePullPolicy", policy);
+                if !c.contains_key("resources") {
+                    c.insert("resources".into(), json!({}));
+                }
+            }
+        }
+    }
+}
+
+/// Defaults the pod template at `pointer` (e.g. `/spec/template/spec`).
+pub fn default_template(obj: &mut Object, pointer: &str) {
+    let mut v = Value::Object(std::mem::take(obj));
+    if let Some(Value::Object(spec)) = v.pointer_mut(pointer) {
+        default_pod_spec(spec);
+    }
+    if let Value::Object(o) = v {
+        *obj = o;
+    }
+}
+
 /// Pods: phase Pending on create, upstream defaults, field selectors; the
 /// DELETE answer is the object.
 pub struct PodStrategy;
@@ -75,38 +119,10 @@ impl Strategy for PodStrategy {
 
     fn default(&self, obj: &mut Object) {
         let spec = map_mut(obj, "spec");
-        default_str(spec, "restartPolicy", "Always");
-        default_str(spec, "dnsPolicy", "ClusterFirst");
-        default_str(spec, "schedulerName", "default-scheduler");
+        default_pod_spec(spec);
         // Upstream's ServiceAccount admission: every namespace has `default`.
         default_str(spec, "serviceAccountName", DEFAULT_SERVICE_ACCOUNT);
         default_str(spec, "serviceAccount", DEFAULT_SERVICE_ACCOUNT);
-        if !spec.contains_key("terminationGracePeriodSeconds") {
-            spec.insert("terminationGracePeriodSeconds".into(), 30.into());
-        }
-        if !spec.contains_key("securityContext") {
-            spec.insert("securityContext".into(), json!({}));
-        }
-        for list in ["containers", "initContainers"] {
-            if let Some(Value::Array(cs)) = spec.get_mut(list) {
-                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
-                    default_str(c, "terminationMessagePath", "/dev/termination-log");
-                    default_str(c, "terminationMessagePolicy", "File");
-                    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-                    let tag_latest = image.ends_with(":latest")
-                        || !image.rsplit('/').next().unwrap_or("").contains(':');
-                    let policy = if tag_latest && !image.contains('@') {
-                        "Always"
-                    } else {
-                        "IfNotPresent"
-                    };
-                    default_str(c, "imagePullPolicy", policy);
-                    if !c.contains_key("resources") {
-                        c.insert("resources".into(), json!({}));
-                    }
-                }
-            }
-        }
     }
 
     fn validate(&self, obj: &Object) -> Vec<FieldError> {
@@ -343,6 +359,13 @@ impl Strategy for CoreEventStrategy {
 /// ReplicaSets and ReplicationControllers: generation and `status.replicas`.
 pub struct ReplicaCountStrategy;
 impl Strategy for ReplicaCountStrategy {
+    fn default(&self, obj: &mut Object) {
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.entry("replicas").or_insert(1.into());
+        }
+        default_template(obj, "/spec/template/spec");
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }
@@ -366,6 +389,13 @@ impl Strategy for ReplicaCountStrategy {
 
 pub struct JobStrategy;
 impl Strategy for JobStrategy {
+    fn default(&self, obj: &mut Object) {
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            default_job_spec(spec);
+        }
+        default_template(obj, "/spec/template/spec");
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }
@@ -401,4 +431,15 @@ impl Strategy for EventsV1Strategy {
     fn ttl(&self) -> Option<std::time::Duration> {
         Some(EVENT_TTL)
     }
+}
+
+/// Upstream's JobSpec defaults (jobs and CronJob job templates).
+pub fn default_job_spec(spec: &mut Map<String, Value>) {
+    spec.entry("completions").or_insert(1.into());
+    spec.entry("parallelism").or_insert(1.into());
+    spec.entry("backoffLimit").or_insert(6.into());
+    spec.entry("completionMode").or_insert("NonIndexed".into());
+    spec.entry("suspend").or_insert(false.into());
+    spec.entry("podReplacementPolicy")
+        .or_insert("TerminatingOrFailed".into());
 }

@@ -191,7 +191,7 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
         // apps/v1
         Entry::new::<apps::ControllerRevision>(r, &[], &[]),
         Entry::new::<apps::DaemonSet>(r, &["ds"], ALL)
-            .strategy(GenerationStrategy)
+            .strategy(DaemonSetStrategy)
             .status(),
         Entry::new::<apps::Deployment>(r, &["deploy"], ALL)
             .strategy(DeploymentStrategy)
@@ -202,7 +202,7 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
             .status()
             .scale(),
         Entry::new::<apps::StatefulSet>(r, &["sts"], ALL)
-            .strategy(GenerationStrategy)
+            .strategy(StatefulSetStrategy)
             .status()
             .scale(),
         // events.k8s.io/v1
@@ -221,7 +221,7 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
             ),
         // batch/v1
         Entry::new::<batch::CronJob>(r, &["cj"], ALL)
-            .strategy(GenerationStrategy)
+            .strategy(CronJobStrategy)
             .status(),
         Entry::new::<batch::Job>(r, &[], ALL)
             .strategy(JobStrategy)
