@@ -7,11 +7,16 @@
 //!   from the dependents.
 //!
 //! The collector scans the owner's namespace (or the whole workspace for
-//! cluster-scoped owners) in the background; it keeps no graph yet.
+//! cluster-scoped owners) in the background; it keeps no graph yet. Deleted
+//! owners are queued per (workspace, namespace) and one worker drains the
+//! queue, so a burst of N deletes costs one scan per namespace, not N.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use serde_json::Value;
 
@@ -42,6 +47,30 @@ fn refers_to_any(obj: &Object, uids: &HashSet<String>) -> bool {
             .and_then(Value::as_str)
             .is_some_and(|u| uids.contains(u))
     })
+}
+
+/// Owners deleted with background propagation whose dependents have not
+/// been looked for yet, keyed by workspace and namespace (`None` for
+/// cluster-scoped owners).
+#[derive(Default)]
+pub(crate) struct OrphanQueue {
+    pending: Mutex<HashMap<(ClusterId, Option<String>), HashSet<String>>>,
+    /// A drain task is running; at most one at a time.
+    draining: AtomicBool,
+}
+
+impl OrphanQueue {
+    fn push(&self, cluster: &ClusterId, namespace: Option<String>, uids: HashSet<String>) {
+        self.pending
+            .lock()
+            .entry((cluster.clone(), namespace))
+            .or_default()
+            .extend(uids);
+    }
+
+    fn take(&self) -> HashMap<(ClusterId, Option<String>), HashSet<String>> {
+        std::mem::take(&mut *self.pending.lock())
+    }
 }
 
 /// Who the collector acts for.
@@ -81,11 +110,7 @@ impl Registry {
         let this = self.clone();
         let cluster = cluster.clone();
         if !pending {
-            let uids = HashSet::from([owner.uid.clone()]);
-            tokio::spawn(async move {
-                this.collect_orphaned_dependents(&cluster, owner.namespace.as_deref(), &uids)
-                    .await
-            });
+            this.queue_orphan_scan(&cluster, owner.namespace, HashSet::from([owner.uid]));
         } else if propagation == Propagation::Foreground
             || finalizers.iter().any(|f| f == FOREGROUND_FINALIZER)
         {
@@ -127,12 +152,45 @@ impl Registry {
             }
         }
         for (namespace, uids) in gone {
-            let this = self.clone();
-            let cluster = cluster.clone();
-            tokio::spawn(async move {
-                this.collect_orphaned_dependents(&cluster, namespace.as_deref(), &uids)
-                    .await
-            });
+            self.queue_orphan_scan(cluster, namespace, uids);
+        }
+    }
+
+    /// Queues a dependents scan for owners that are gone, and starts the
+    /// drain task unless one is running.
+    fn queue_orphan_scan(
+        self: &Arc<Self>,
+        cluster: &ClusterId,
+        namespace: Option<String>,
+        uids: HashSet<String>,
+    ) {
+        self.orphans().push(cluster, namespace, uids);
+        if self.orphans().draining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move { this.drain_orphan_scans().await });
+    }
+
+    async fn drain_orphan_scans(self: Arc<Self>) {
+        loop {
+            let batch = self.orphans().take();
+            if batch.is_empty() {
+                self.orphans().draining.store(false, Ordering::Release);
+                // A push may have landed between `take` and the store above
+                // and seen `draining` still set: pick it up unless another
+                // drain task has started meanwhile.
+                let queued = !self.orphans().pending.lock().is_empty();
+                if queued && !self.orphans().draining.swap(true, Ordering::AcqRel) {
+                    continue;
+                }
+                return;
+            }
+            for ((cluster, namespace), uids) in batch {
+                self.clone()
+                    .collect_orphaned_dependents(&cluster, namespace.as_deref(), &uids)
+                    .await;
+            }
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Registry {
     by_gvk: HashMap<(String, String), Arc<ResourceStore>>,
     api: Arc<ApiSet>,
     workspaces: Arc<WorkspaceIndex>,
+    /// Background garbage collection waiting to scan for dependents.
+    orphans: crate::gc::OrphanQueue,
 }
 
 /// What a DELETE answers with.
@@ -112,6 +114,7 @@ impl Registry {
             by_gvk,
             api,
             workspaces,
+            orphans: Default::default(),
         });
         registry.clone().resume_namespace_deletions();
         Ok(registry)
@@ -119,6 +122,10 @@ impl Registry {
 
     pub fn workspaces(&self) -> &Arc<WorkspaceIndex> {
         &self.workspaces
+    }
+
+    pub(crate) fn orphans(&self) -> &crate::gc::OrphanQueue {
+        &self.orphans
     }
 
     /// The cluster of a workspace path; 404 when unknown.

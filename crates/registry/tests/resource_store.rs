@@ -872,6 +872,46 @@ async fn deletecollection_collects_dependents_of_every_deleted_owner() {
         .expect("a dependent with a live owner stays");
 }
 
+/// A burst of single deletes (what `helm uninstall` or a controller sends)
+/// is coalesced into few dependents scans, and every dependent is still
+/// collected.
+#[tokio::test]
+async fn a_burst_of_owner_deletes_collects_every_dependent() {
+    let f = fixture().await;
+    let cms = f.cms();
+    let wo = WriteOptions::default();
+    let mut owners = Vec::new();
+    for i in 0..40 {
+        let owner = f.cm(&format!("burst-owner-{i}"), json!({})).await;
+        let oref = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"]});
+        cms.create(
+            &f.cluster,
+            Some("default"),
+            obj(json!({"metadata": {"name": format!("burst-dep-{i}"), "ownerReferences": [oref]}})),
+            &wo,
+        )
+        .await
+        .expect("dependent");
+        owners.push(format!("burst-owner-{i}"));
+    }
+    for name in &owners {
+        f.registry
+            .delete(
+                &cms,
+                &f.cluster,
+                Some("default"),
+                name,
+                &DeleteOptions::default(),
+            )
+            .await
+            .expect("delete owner");
+    }
+    for i in 0..40 {
+        wait_gone(&cms, &f.cluster, &format!("burst-dep-{i}")).await;
+    }
+}
+
 #[tokio::test]
 async fn both_hpa_versions_share_one_store() {
     let f = fixture().await;
