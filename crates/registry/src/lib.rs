@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod options;
 pub mod patch;
 pub mod rbac;
+pub mod rbac_source;
 pub mod registry;
 pub mod resource;
 pub mod schema;
