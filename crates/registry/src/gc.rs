@@ -49,12 +49,15 @@ fn refers_to_any(obj: &Object, uids: &HashSet<String>) -> bool {
     })
 }
 
-/// Owners deleted with background propagation whose dependents have not
-/// been looked for yet, keyed by workspace and namespace (`None` for
+/// Uids of gone owners, keyed by workspace and namespace (`None` for
 /// cluster-scoped owners).
+type GoneOwners = HashMap<(ClusterId, Option<String>), HashSet<String>>;
+
+/// Owners deleted with background propagation whose dependents have not
+/// been looked for yet.
 #[derive(Default)]
 pub(crate) struct OrphanQueue {
-    pending: Mutex<HashMap<(ClusterId, Option<String>), HashSet<String>>>,
+    pending: Mutex<GoneOwners>,
     /// A drain task is running; at most one at a time.
     draining: AtomicBool,
 }
@@ -68,7 +71,7 @@ impl OrphanQueue {
             .extend(uids);
     }
 
-    fn take(&self) -> HashMap<(ClusterId, Option<String>), HashSet<String>> {
+    fn take(&self) -> GoneOwners {
         std::mem::take(&mut *self.pending.lock())
     }
 }
