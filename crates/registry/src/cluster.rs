@@ -43,6 +43,13 @@ impl ClusterId {
     }
 }
 
+// Hash and Eq derive from the inner `str`, so lookups by `&str` agree.
+impl std::borrow::Borrow<str> for ClusterId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ClusterId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -107,6 +114,35 @@ impl WorkspacePath {
     }
 }
 
+impl std::borrow::Borrow<str> for WorkspacePath {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl WorkspacePath {
+    /// The parent path and this workspace's own name (`None` for root).
+    pub fn split_parent(&self) -> Option<(WorkspacePath, &str)> {
+        if self.is_root() {
+            return None;
+        }
+        Some(match self.0.rsplit_once(':') {
+            Some((parent, name)) => (WorkspacePath(Arc::from(parent)), name),
+            None => (WorkspacePath::root(), &self.0),
+        })
+    }
+
+    /// Whether `self` is `other` or nested (at any depth) below it.
+    pub fn is_within(&self, other: &WorkspacePath) -> bool {
+        other.is_root()
+            || *self == *other
+            || self
+                .0
+                .strip_prefix(&*other.0)
+                .is_some_and(|rest| rest.starts_with(':'))
+    }
+}
+
 impl fmt::Display for WorkspacePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -165,6 +201,21 @@ mod tests {
         ] {
             assert!(WorkspacePath::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parents_and_nesting() {
+        let p = |s| WorkspacePath::parse(s).unwrap();
+        assert_eq!(p("acme:team-a").split_parent(), Some((p("acme"), "team-a")));
+        assert_eq!(
+            p("acme").split_parent(),
+            Some((WorkspacePath::root(), "acme"))
+        );
+        assert_eq!(WorkspacePath::root().split_parent(), None);
+        assert!(p("acme:team-a").is_within(&p("acme")));
+        assert!(!p("acme2").is_within(&p("acme")));
+        assert!(!p("a").is_within(&p("a:b")));
+        assert!(p("a").is_within(&WorkspacePath::root()));
     }
 
     #[test]

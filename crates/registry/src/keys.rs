@@ -35,6 +35,39 @@ impl KeyRoot {
         let group = if group.is_empty() { "core" } else { group };
         ResourcePrefix(Bytes::from(format!("{}/{group}/{resource}/", self.0)))
     }
+
+    /// `<root>/tenancy.wsgate.io/workspacedeletions/`: one record per logical
+    /// cluster whose content is being (or was) deleted, keyed by its id. No
+    /// served resource uses this prefix (the group is wsgate's own and has no
+    /// `workspacedeletions` resource), so no request can read or write it.
+    pub fn workspace_deletions(&self) -> DeletionPrefix {
+        DeletionPrefix(Bytes::from(format!(
+            "{}/tenancy.wsgate.io/workspacedeletions/",
+            self.0
+        )))
+    }
+}
+
+/// Where workspace deletion records live: `<prefix><cluster-id>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletionPrefix(Bytes);
+
+impl DeletionPrefix {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn key(&self, cluster: &ClusterId) -> Vec<u8> {
+        let mut k = self.0.to_vec();
+        k.extend_from_slice(cluster.as_str().as_bytes());
+        k
+    }
+
+    /// The cluster id of a deletion record key.
+    pub fn parse(&self, key: &[u8]) -> Option<ClusterId> {
+        let rest = key.strip_prefix(self.0.as_ref())?;
+        ClusterId::parse(std::str::from_utf8(rest).ok()?)
+    }
 }
 
 impl Default for KeyRoot {
@@ -95,6 +128,15 @@ impl ResourcePrefix {
         k
     }
 
+    /// `[start, end)` covering every key of this resource in `cluster` and
+    /// nothing else: `<prefix><cluster-id>/` up to its successor. Cluster ids
+    /// are DNS labels (no `/`), so `acme/` never covers `acme2/...`.
+    pub fn cluster_range(&self, cluster: &ClusterId) -> (Vec<u8>, Vec<u8>) {
+        let start = self.collection(&ClusterScope::One(cluster.clone()), None);
+        let end = storage::prefix_end(&start).to_vec();
+        (start, end)
+    }
+
     /// Splits a key below this prefix into its parts; `None` for keys that do
     /// not have the shape `namespaced` demands.
     pub fn parse<'a>(&self, key: &'a [u8], namespaced: bool) -> Option<ObjectKey<'a>> {
@@ -150,6 +192,29 @@ mod tests {
         assert!(
             apps.parse(b"/registry/apps/deployments/abc/d/e", false)
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn cluster_ranges_do_not_cover_prefix_siblings() {
+        let p = KeyRoot::default().resource_prefix("", "configmaps");
+        let a = ClusterId::parse("acme").unwrap();
+        let (start, end) = p.cluster_range(&a);
+        assert_eq!(start, b"/registry/core/configmaps/acme/");
+        assert_eq!(end, b"/registry/core/configmaps/acme0");
+        let inside = p.object_key(&a, Some("default"), "x");
+        let sibling = p.object_key(&ClusterId::parse("acme2").unwrap(), Some("default"), "x");
+        assert!(storage::in_range(&inside, &start, &end));
+        assert!(!storage::in_range(&sibling, &start, &end));
+        let d = KeyRoot::default().workspace_deletions();
+        assert_eq!(
+            d.key(&a),
+            b"/registry/tenancy.wsgate.io/workspacedeletions/acme"
+        );
+        assert_eq!(d.parse(&d.key(&a)), Some(a));
+        assert_eq!(
+            d.parse(b"/registry/tenancy.wsgate.io/workspacedeletions/a/b"),
+            None
         );
     }
 }

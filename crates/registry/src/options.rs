@@ -190,6 +190,9 @@ pub struct WriteOptions {
     /// The manager of non-apply writes without `fieldManager`: the
     /// User-Agent up to its first `/`, as upstream.
     pub default_manager: Option<String>,
+    /// The authenticated user making the request (set by the server once
+    /// authentication is wired); recorded as the owner of a new workspace.
+    pub user: Option<String>,
 }
 
 impl WriteOptions {

@@ -12,12 +12,13 @@ use crate::builtin;
 use crate::cluster::{ClusterId, WorkspacePath};
 use crate::discovery::ApiSet;
 use crate::keys::KeyRoot;
+use crate::metadata::meta;
 use crate::metadata::meta_str;
 use crate::options::{DeleteOptions, ListOptions, WriteOptions};
 use crate::resource::Object;
-use crate::status::ApiResult;
+use crate::status::{ApiError, ApiResult, QualifiedResource, Reason};
 use crate::store::{DeleteOutcome, PatchKind, ResourceStore, StoreContext, Subresource};
-use crate::workspace::{self, WorkspaceIndex};
+use crate::workspace::{self, Deleter, WorkspaceIndex};
 
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
@@ -32,6 +33,8 @@ pub struct RegistryConfig {
 pub enum RegistryError {
     #[error("loading the workspace index: {0}")]
     LoadWorkspaces(#[source] storage::Error),
+    #[error("resuming workspace deletions: {0}")]
+    ResumeDeletions(#[source] storage::Error),
 }
 
 pub struct Registry {
@@ -41,6 +44,11 @@ pub struct Registry {
     by_gvk: HashMap<(String, String), Arc<ResourceStore>>,
     api: Arc<ApiSet>,
     workspaces: Arc<WorkspaceIndex>,
+    deleter: Arc<Deleter>,
+    /// `scheme://host:port` written into a new Workspace's `status.url`.
+    base_url: parking_lot::RwLock<String>,
+    /// Whether `/clusters/*` (list/watch across all workspaces) is served.
+    wildcard: std::sync::atomic::AtomicBool,
     /// Background garbage collection waiting to scan for dependents.
     orphans: crate::gc::OrphanQueue,
 }
@@ -77,11 +85,12 @@ impl Registry {
             }
             stores.push(Arc::new(rs));
         }
-        stores.push(Arc::new(ResourceStore::new(
+        let workspace_store = Arc::new(ResourceStore::new(
             Arc::new(workspace::descriptor(&root)),
             Arc::new(workspace::WorkspaceStrategy),
             ctx.clone(),
-        )));
+        ));
+        stores.push(workspace_store.clone());
         let mut by_gvr = HashMap::new();
         let mut by_gvk = HashMap::new();
         for s in &stores {
@@ -102,11 +111,32 @@ impl Registry {
             builtin::GROUP_ORDER,
             &config.advertise_address,
         ));
-        let rev = workspaces
+        let loaded = workspaces
             .load(store.as_ref())
             .await
             .map_err(RegistryError::LoadWorkspaces)?;
-        workspaces.spawn_watch(store.clone(), rev);
+        tracing::info!(
+            workspaces = loaded.workspaces,
+            orphans = loaded.orphans,
+            pages = loaded.pages,
+            elapsed_ms = loaded.elapsed.as_millis() as u64,
+            "workspace index loaded"
+        );
+        workspaces.spawn_watch(store.clone(), loaded.revision);
+        let deleter = Deleter::spawn(
+            store.clone(),
+            stores.iter().map(|s| s.descriptor.prefix.clone()).collect(),
+            workspace_store,
+            workspaces.clone(),
+            root.workspace_deletions(),
+        );
+        let resumed = deleter
+            .resume()
+            .await
+            .map_err(RegistryError::ResumeDeletions)?;
+        if resumed > 0 {
+            tracing::info!(workspaces = resumed, "resuming workspace deletions");
+        }
         let registry = Arc::new(Registry {
             ctx,
             stores,
@@ -114,6 +144,9 @@ impl Registry {
             by_gvk,
             api,
             workspaces,
+            deleter,
+            base_url: parking_lot::RwLock::new(format!("http://{}", config.advertise_address)),
+            wildcard: std::sync::atomic::AtomicBool::new(false),
             orphans: Default::default(),
         });
         registry.clone().resume_namespace_deletions();
@@ -131,6 +164,89 @@ impl Registry {
     /// The cluster of a workspace path; 404 when unknown.
     pub fn resolve(&self, path: &WorkspacePath) -> ApiResult<ClusterId> {
         self.workspaces.resolve(path)
+    }
+
+    /// The full record of a workspace path (owner, phase, ...); 404 when
+    /// unknown.
+    pub fn workspace(&self, path: &WorkspacePath) -> ApiResult<Arc<workspace::WorkspaceRecord>> {
+        self.workspaces.get(path)
+    }
+
+    /// The deletion worker (its records hold `delete_completed_at`).
+    pub fn workspace_deleter(&self) -> &Arc<Deleter> {
+        &self.deleter
+    }
+
+    /// Sets the `scheme://host:port` new Workspaces advertise in
+    /// `status.url` (the server calls this once it knows its TLS setting).
+    pub fn set_base_url(&self, url: &str) {
+        *self.base_url.write() = url.trim_end_matches('/').to_owned();
+    }
+
+    /// Turns the cross-workspace `/clusters/*` list/watch on or off (off by
+    /// default; `serve --allow-wildcard`). The authorizer additionally
+    /// restricts it to privileged identities (`system:masters`).
+    pub fn set_wildcard_allowed(&self, allowed: bool) {
+        self.wildcard
+            .store(allowed, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn wildcard_allowed(&self) -> bool {
+        self.wildcard.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn is_workspaces(rs: &ResourceStore) -> bool {
+        rs.descriptor.gvk.group == workspace::GROUP && rs.descriptor.plural() == workspace::PLURAL
+    }
+
+    /// Creates a Workspace in `parent`: a fresh id (never one still in use
+    /// or awaiting deletion), the owner, status. A name held by a
+    /// terminating workspace is taken over at once (its content is swept
+    /// under its old id).
+    async fn create_workspace(
+        &self,
+        rs: &ResourceStore,
+        parent: &ClusterId,
+        obj: Object,
+        opts: &WriteOptions,
+    ) -> ApiResult<Object> {
+        let qr = QualifiedResource::new(workspace::GROUP, workspace::PLURAL);
+        let parent_rec = self
+            .workspaces
+            .info_by_id(parent)
+            .ok_or_else(|| ApiError::not_found(&qr, parent.as_str()))?;
+        let name = crate::metadata::name(&obj).to_owned();
+        for _ in 0..2 {
+            let mut id = ClusterId::generate();
+            while !self.workspaces.id_is_free(&id) {
+                id = ClusterId::generate();
+            }
+            let mut o = obj.clone();
+            let url = format!(
+                "{}/clusters/{}",
+                self.base_url.read(),
+                parent_rec.path().child(&name)
+            );
+            workspace::prepare_create(&mut o, &id, opts.user.as_deref(), &url);
+            match rs.create(parent, None, o, opts).await {
+                Err(e) if e.reason == Reason::AlreadyExists && !name.is_empty() => {
+                    let current = rs.get(parent, None, &name).await?;
+                    let terminating =
+                        meta(&current).is_some_and(|m| m.contains_key("deletionTimestamp"));
+                    if !terminating || opts.dry_run {
+                        return Err(e);
+                    }
+                    // The old workspace keeps being deleted from its record.
+                    rs.system_delete(parent, None, &name).await?;
+                }
+                other => return other,
+            }
+        }
+        Err(ApiError::conflict(
+            &qr,
+            &name,
+            "the workspace name is being reused concurrently; try again",
+        ))
     }
 
     /// The API set a workspace serves (built-ins for now; per-workspace CRDs
@@ -170,8 +286,13 @@ impl Registry {
         obj: Object,
         opts: &WriteOptions,
     ) -> ApiResult<Object> {
-        let created = rs.create(cluster, namespace, obj, opts).await?;
-        self.after_write(rs, cluster, &created);
+        self.workspaces.check_writable(cluster)?;
+        let created = if Self::is_workspaces(rs) {
+            self.create_workspace(rs, cluster, obj, opts).await?
+        } else {
+            rs.create(cluster, namespace, obj, opts).await?
+        };
+        self.after_write(rs, cluster, &created, true);
         if rs.descriptor.gvk.group.is_empty()
             && rs.descriptor.plural() == "namespaces"
             && !opts.dry_run
@@ -193,8 +314,13 @@ impl Registry {
         sub: Subresource,
         opts: &WriteOptions,
     ) -> ApiResult<(Object, bool)> {
+        self.workspaces.check_writable(cluster)?;
+        if Self::is_workspaces(rs) {
+            // Workspaces are created with POST only (ids are assigned there).
+            rs.get(cluster, None, name).await?;
+        }
         let (o, created) = rs.update(cluster, namespace, name, obj, sub, opts).await?;
-        self.after_write(rs, cluster, &o);
+        self.after_write(rs, cluster, &o, created);
         Ok((o, created))
     }
 
@@ -210,10 +336,14 @@ impl Registry {
         sub: Subresource,
         opts: &WriteOptions,
     ) -> ApiResult<(Object, bool)> {
+        self.workspaces.check_writable(cluster)?;
+        if Self::is_workspaces(rs) {
+            rs.get(cluster, None, name).await?;
+        }
         let (o, created) = rs
             .patch(cluster, namespace, name, kind, patch, sub, opts)
             .await?;
-        self.after_write(rs, cluster, &o);
+        self.after_write(rs, cluster, &o, created);
         if created
             && rs.descriptor.gvk.group.is_empty()
             && rs.descriptor.plural() == "namespaces"
@@ -248,12 +378,20 @@ impl Registry {
 
     /// Makes a new workspace resolvable before its create returns (the watch
     /// does the same, for other replicas).
-    fn after_write(&self, rs: &ResourceStore, cluster: &ClusterId, obj: &Object) {
-        if rs.descriptor.gvk.group == workspace::GROUP
-            && rs.descriptor.plural() == workspace::PLURAL
+    fn after_write(&self, rs: &ResourceStore, cluster: &ClusterId, obj: &Object, created: bool) {
+        if Self::is_workspaces(rs)
             && let Some(rev) = meta_str(obj, "resourceVersion").and_then(|r| r.parse().ok())
         {
-            self.workspaces.observe(cluster, obj, rev);
+            let create_rev = if created {
+                rev
+            } else {
+                obj.get("spec")
+                    .and_then(|s| s.get("cluster"))
+                    .and_then(Value::as_str)
+                    .and_then(|id| self.workspaces.by_id_str(id))
+                    .map_or(rev, |r| r.revision())
+            };
+            self.workspaces.observe(cluster, obj, create_rev, rev);
         }
     }
 
@@ -265,6 +403,10 @@ impl Registry {
         name: &str,
         opts: &DeleteOptions,
     ) -> ApiResult<DeleteResponse> {
+        self.workspaces.check_writable(cluster)?;
+        if Self::is_workspaces(rs) {
+            return self.delete_workspace(rs, cluster, name, opts).await;
+        }
         if rs.descriptor.gvk.group.is_empty() && rs.descriptor.plural() == "namespaces" {
             let obj = self.delete_namespace(rs, cluster, name, opts).await?;
             return Ok(DeleteResponse {
@@ -290,6 +432,13 @@ impl Registry {
         list_opts: &ListOptions,
         opts: &DeleteOptions,
     ) -> ApiResult<Value> {
+        self.workspaces.check_writable(cluster)?;
+        if Self::is_workspaces(rs) {
+            return Err(ApiError::new(
+                Reason::MethodNotAllowed,
+                "workspaces are deleted one at a time (each deletion sweeps the workspace's content)",
+            ));
+        }
         let (body, outcomes) = rs
             .delete_collection(cluster, namespace, list_opts, opts)
             .await?;
@@ -304,5 +453,62 @@ impl Registry {
 impl Registry {
     pub(crate) fn ctx_store(&self) -> &Arc<dyn Store> {
         &self.ctx.store
+    }
+}
+
+impl Registry {
+    /// DELETE of a Workspace: records the deletion, marks it Terminating and
+    /// queues the background sweep of its content; the object stays (with
+    /// progress in status) until the content is gone.
+    async fn delete_workspace(
+        &self,
+        rs: &ResourceStore,
+        parent: &ClusterId,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<DeleteResponse> {
+        let current = rs.get(parent, None, name).await?;
+        let m = meta(&current);
+        let field = |k: &str| m.and_then(|m| m.get(k)).and_then(Value::as_str);
+        if let Some(uid) = &opts.precondition_uid
+            && field("uid") != Some(uid.as_str())
+        {
+            return Err(ApiError::conflict(
+                &rs.descriptor.qualified,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    field("uid").unwrap_or("")
+                ),
+            ));
+        }
+        if let Some(rv) = &opts.precondition_resource_version
+            && field("resourceVersion") != Some(rv.as_str())
+        {
+            return Err(ApiError::conflict(
+                &rs.descriptor.qualified,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    field("resourceVersion").unwrap_or("")
+                ),
+            ));
+        }
+        let obj = if opts.dry_run {
+            current
+        } else {
+            let parent_path = self
+                .workspaces
+                .info_by_id(parent)
+                .map(|r| r.path().clone())
+                .unwrap_or_else(WorkspacePath::root);
+            self.deleter
+                .start(parent, &parent_path, name, &current)
+                .await?
+        };
+        Ok(DeleteResponse {
+            body: Value::Object(obj),
+            pending: true,
+        })
     }
 }

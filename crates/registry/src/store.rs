@@ -106,6 +106,9 @@ pub struct Filter {
     field: FieldSelector,
     /// For wildcard reads narrowed to one namespace (cannot use the key).
     namespace: Option<String>,
+    /// A wildcard (`/clusters/*`) read: objects are annotated with their
+    /// workspace, and objects of deleted workspaces are skipped.
+    pub(crate) wildcard: bool,
 }
 
 impl Filter {
@@ -445,9 +448,10 @@ impl ResourceStore {
         let Some(info) = self.ctx.workspaces.info_by_id(cluster) else {
             return Vec::new();
         };
+        let created = info.created_rfc3339();
         let ctx = ImplicitContext {
             cluster: cluster.as_str(),
-            created: &info.created,
+            created: &created,
             revision: info.revision,
             advertise_address: &self.ctx.advertise_address,
         };
@@ -565,6 +569,7 @@ impl ResourceStore {
             label,
             field,
             namespace,
+            wildcard: matches!(scope, ClusterScope::All),
         })
     }
 
@@ -694,15 +699,17 @@ impl ResourceStore {
             let n = resp.kvs.len();
             for (i, kv) in resp.kvs.iter().enumerate() {
                 last_key = Some(kv.key.clone());
-                if self
+                let Some(parsed) = self
                     .descriptor
                     .prefix
                     .parse(&kv.key, self.descriptor.namespaced())
-                    .is_none()
-                {
+                else {
+                    continue;
+                };
+                let mut obj = self.read(kv)?;
+                if filter.wildcard && !self.ctx.workspaces.annotate(&mut obj, parsed.cluster) {
                     continue;
                 }
-                let obj = self.read(kv)?;
                 if self.matches(filter, &obj) {
                     items.push((kv.key.to_vec(), obj));
                     if limit > 0 && items.len() == limit {

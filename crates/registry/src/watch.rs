@@ -273,18 +273,28 @@ impl ResourceStore {
     /// One storage event as a Kubernetes event, or `None` when the selectors
     /// hide it (or the key is not an object of this resource).
     fn translate(&self, ev: &storage::Event, filter: &Filter) -> ApiResult<Option<WatchEvent>> {
-        if self
+        let Some(parsed) = self
             .descriptor
             .prefix
             .parse(&ev.kv.key, self.descriptor.namespaced())
-            .is_none()
-        {
+        else {
             return Ok(None);
-        }
+        };
+        let cluster = parsed.cluster;
+        // Wildcard watches: annotate with the workspace; skip deleted ones.
+        let read = |kv: &storage::KeyValue| -> ApiResult<Option<Object>> {
+            let mut o = self.read(kv)?;
+            if filter.wildcard && !self.context().workspaces.annotate(&mut o, cluster) {
+                return Ok(None);
+            }
+            Ok(Some(o))
+        };
         let rev = ev.revision();
         match ev.kind {
             EventKind::Put => {
-                let new = self.read(&ev.kv)?;
+                let Some(new) = read(&ev.kv)? else {
+                    return Ok(None);
+                };
                 let new_match = self.matches_filter(filter, &new);
                 let Some(prev) = &ev.prev_kv else {
                     return Ok(new_match.then_some(WatchEvent::Added(Value::Object(new))));
@@ -292,7 +302,9 @@ impl ResourceStore {
                 if filter.is_empty() {
                     return Ok(Some(WatchEvent::Modified(Value::Object(new))));
                 }
-                let mut old = self.read(prev)?;
+                let Some(mut old) = read(prev)? else {
+                    return Ok(None);
+                };
                 let old_match = self.matches_filter(filter, &old);
                 Ok(match (old_match, new_match) {
                     (true, true) => Some(WatchEvent::Modified(Value::Object(new))),
@@ -308,7 +320,9 @@ impl ResourceStore {
                 let Some(prev) = &ev.prev_kv else {
                     return Ok(None);
                 };
-                let mut old = self.read(prev)?;
+                let Some(mut old) = read(prev)? else {
+                    return Ok(None);
+                };
                 if !self.matches_filter(filter, &old) {
                     return Ok(None);
                 }

@@ -1,9 +1,11 @@
 //! The wsgate server: HTTP routing, content negotiation, handlers.
 //!
 //! One fallback handler receives every request: [`RequestInfo`] parses the
-//! path once, the workspace is resolved through the registry, and the
+//! path once; the [`gate`] authenticates the bearer token, picks and checks
+//! the workspace (scope first, then resolution) and authorizes with the
+//! workspace's RBAC; fair admission and watch limits apply; then the
 //! target's handler answers. Every error is an [`error::ApiError`], the only
-//! writer of `Status` bodies.
+//! writer of `Status` bodies. [`serve::serve`] builds all of it.
 
 pub mod audit;
 pub mod auth;
@@ -13,183 +15,554 @@ pub mod fairness;
 pub mod metrics;
 pub mod protobuf;
 pub mod request_id;
+pub mod serve;
 pub mod tls;
 
+mod auth_api;
+mod authz;
 mod body;
 mod discovery;
 pub mod error;
+mod gate;
 mod negotiate;
 mod openapi;
 pub mod request_info;
 mod resources;
+mod watch_limits;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::Response;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use bytes::Bytes;
+use chrono::Utc;
+use dashmap::DashMap;
+use futures::StreamExt;
 use registry::cluster::ClusterId;
-use registry::{Registry, RegistryConfig};
-use storage::StorageConfig;
+use registry::{Registry, WorkspacePath};
+use serde_json::Value;
 
+use crate::audit::{AuditLog, AuditRecord, AuditUser, ObjectRef};
+use crate::auth::{Authenticator, ServiceAccountRef, User};
+use crate::authz::Authorizer;
+use crate::config::LimitsSection;
 use crate::error::ApiError;
-use crate::request_info::{RequestInfo, Target, WorkspaceRef, form_pairs};
+use crate::fairness::{FairAdmission, is_long_running};
+use crate::metrics::{Metrics, RejectReason, RequestLabels};
+use crate::request_id::RequestId;
+use crate::request_info::{RequestInfo, ResourceRequest, Target, Verb, WorkspaceRef, form_pairs};
+
+pub use crate::serve::{ServeError, ServeOptions, serve};
+
+/// Authentication and authorization of a server.
+pub struct Security {
+    pub auth: Arc<Authenticator>,
+    pub authz: Arc<Authorizer>,
+    /// `--insecure-http`: token-less requests are the local superuser.
+    pub insecure: bool,
+    /// `wildcard.allow`: `/clusters/*` for users other than system:masters.
+    pub wildcard_allow: bool,
+    pub service_account_max_seconds: i64,
+}
+
+/// Metrics, audit, admission and limits of a server.
+pub struct Operations {
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditLog,
+    pub fairness: Arc<FairAdmission>,
+    pub limits: Arc<LimitsSection>,
+    /// Turns true when shutdown starts: watches end, readiness fails.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How long a ServiceAccount lookup for a bound token is trusted.
+const SA_CHECK_TTL: Duration = Duration::from_secs(5);
 
 /// Shared by every request.
 #[derive(Clone)]
 pub struct AppState {
     registry: Arc<Registry>,
     openapi: Arc<openapi::OpenApi>,
+    auth: Arc<Authenticator>,
+    authz: Arc<Authorizer>,
+    insecure: bool,
+    wildcard_allow: bool,
+    sa_max_seconds: i64,
+    metrics: Arc<Metrics>,
+    audit: AuditLog,
+    fairness: Arc<FairAdmission>,
+    limits: Arc<LimitsSection>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    watches: Arc<watch_limits::WatchLimits>,
+    /// (cluster, namespace, name) -> (uid, checked at) of ServiceAccounts
+    /// behind bound tokens.
+    service_accounts: Arc<DashMap<(ClusterId, String, String), (String, Instant)>>,
 }
 
 impl AppState {
-    pub fn new(registry: Arc<Registry>) -> Self {
+    pub fn new(registry: Arc<Registry>, security: Security, ops: Operations) -> Self {
         let api = registry.api_set(&ClusterId::root()).clone();
         AppState {
             openapi: Arc::new(openapi::OpenApi::new(&api)),
             registry,
+            auth: security.auth,
+            authz: security.authz,
+            insecure: security.insecure,
+            wildcard_allow: security.wildcard_allow,
+            sa_max_seconds: security.service_account_max_seconds,
+            metrics: ops.metrics,
+            audit: ops.audit,
+            fairness: ops.fairness,
+            limits: ops.limits,
+            stopping: ops.stopping,
+            watches: Arc::new(watch_limits::WatchLimits::default()),
+            service_accounts: Arc::new(DashMap::new()),
         }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stopping.borrow()
     }
 }
 
 /// The router serving the whole API.
 pub fn app(state: AppState) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    Router::new()
+        .route("/metrics", get(metrics_endpoint))
+        .fallback(handle)
+        .with_state(state)
+}
+
+/// What the handler learned about a request, for metrics labels, the log
+/// line and the audit event (recorded on success and error paths alike).
+#[derive(Default)]
+struct Seen {
+    labels: RequestLabels,
+    user: Option<User>,
+    object_ref: Option<ObjectRef>,
+    /// Health and version probes are not audited.
+    quiet: bool,
+}
+
+fn labels_of(info: &RequestInfo) -> (RequestLabels, Option<ObjectRef>) {
+    match &info.target {
+        Target::Resource(r) => (
+            RequestLabels {
+                verb: r.verb.as_str(),
+                group: r.group.clone(),
+                resource: match &r.subresource {
+                    Some(s) => format!("{}/{s}", r.resource),
+                    None => r.resource.clone(),
+                },
+                workspace: None,
+                user: None,
+            },
+            Some(ObjectRef {
+                resource: r.resource.clone(),
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                api_group: r.group.clone(),
+                api_version: r.version.clone(),
+                subresource: r.subresource.clone(),
+            }),
+        ),
+        _ => (
+            RequestLabels {
+                verb: "get",
+                ..RequestLabels::default()
+            },
+            None,
+        ),
+    }
 }
 
 async fn handle(
     State(app): State<AppState>,
+    request_id: Option<axum::Extension<RequestId>>,
     info: RequestInfo,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
-    let cluster = || match &info.workspace {
-        WorkspaceRef::Path(p) => app.registry.resolve(p).map_err(ApiError::from),
-        WorkspaceRef::All => Ok(ClusterId::root()),
+) -> Response {
+    let received = Utc::now();
+    let (labels, object_ref) = labels_of(&info);
+    let mut seen = Seen {
+        labels,
+        object_ref,
+        quiet: matches!(info.target, Target::Health(_) | Target::Version),
+        ..Seen::default()
     };
-    let read_only = |m: &Method| *m == Method::GET || *m == Method::HEAD;
+    let result = serve_request(&app, &mut seen, info, &method, &uri, &headers, body).await;
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    if !seen.quiet && app.audit.enabled() {
+        let user = seen.user.as_ref();
+        app.audit.record(AuditRecord {
+            audit_id: request_id
+                .map(|axum::Extension(id)| id.as_str().to_owned())
+                .unwrap_or_default(),
+            request_uri: uri.path_and_query().map_or_else(
+                || uri.path().to_owned(),
+                |pq| pq.as_str().to_owned(),
+            ),
+            verb: seen.labels.verb.to_owned(),
+            user: AuditUser {
+                username: user.map_or_else(|| "system:anonymous".to_owned(), |u| u.name.clone()),
+                uid: user.map(|u| u.uid.clone()).filter(|u| !u.is_empty()),
+                groups: user.map(|u| u.groups.clone()).unwrap_or_default(),
+            },
+            source_ips: Vec::new(),
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            object_ref: seen.object_ref.clone(),
+            workspace: seen.labels.workspace.clone(),
+            code: resp.status().as_u16(),
+            received,
+            completed: Utc::now(),
+            request_body: None,
+        });
+    }
+    resp.extensions_mut().insert(seen.labels);
+    resp
+}
+
+/// The path RBAC sees for a non-resource request: without `/clusters/<ws>`.
+fn non_resource_path(path: &str) -> &str {
+    match path.strip_prefix("/clusters/") {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => path,
+    }
+}
+
+async fn serve_request(
+    app: &AppState,
+    seen: &mut Seen,
+    info: RequestInfo,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let user = gate::authenticate(app, headers)?;
+    seen.labels.user = Some(user.name.clone());
+    seen.user = Some(user.clone());
+    let read_only = *method == Method::GET || *method == Method::HEAD;
+    if !matches!(info.target, Target::Resource(_)) && !read_only {
+        return Err(ApiError::method_not_allowed());
+    }
+    // Open to everybody, anonymous users included (system:public-info-viewer).
     match &info.target {
-        Target::Resource(_) => {}
-        _ if !read_only(&method) => return Err(ApiError::method_not_allowed()),
+        Target::Version => return Ok(discovery::version()),
+        Target::Health(name) => return Ok(health(app, name, uri.query()).await),
         _ => {}
     }
+    let prefixed = uri.path().starts_with("/clusters/");
+    let at = gate::resolve(app, &user, &info.workspace, prefixed)?;
+    seen.labels.workspace = at.path.as_ref().map(ToString::to_string);
+    if let Some(sa) = &user.service_account {
+        check_service_account(app, &at.cluster, sa).await?;
+    }
+    let policy = app.authz.policy(&at.cluster).await?;
+    let me = user.user_info();
+    match &info.target {
+        Target::Resource(req) => authz::check_resource(&policy, &me, req)?,
+        _ => authz::check_non_resource(&policy, &me, non_resource_path(uri.path()))?,
+    }
+    let ws_key = seen.labels.workspace.clone().unwrap_or_else(|| "*".to_owned());
+    let long_running = match &info.target {
+        Target::Resource(r) => is_long_running(r.verb.as_str(), r.subresource.as_deref()),
+        _ => false,
+    };
+    let _permit = if long_running {
+        None
+    } else {
+        Some(app.fairness.admit(&ws_key, &user.name).await.map_err(|r| {
+            app.metrics.rejected(r.reason);
+            ApiError(r.to_api_error())
+        })?)
+    };
+    let api = app.registry.api_set(&at.cluster);
     match info.target {
-        Target::Version => Ok(discovery::version()),
-        Target::Health(name) => {
-            let ok = name != "readyz" || app.registry.ready().await;
-            Ok(if ok {
-                discovery::bytes_response(
-                    StatusCode::OK,
-                    "text/plain; charset=utf-8",
-                    Bytes::from_static(b"ok"),
-                )
-            } else {
-                discovery::bytes_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain; charset=utf-8",
-                    Bytes::from_static(b"storage is not reachable"),
-                )
-            })
-        }
-        Target::Root => {
-            let c = cluster()?;
-            Ok(discovery::root_paths(app.registry.api_set(&c)))
-        }
-        Target::CoreVersions => {
-            let c = cluster()?;
-            discovery::root_list(app.registry.api_set(&c), &headers, true)
-        }
-        Target::GroupList => {
-            let c = cluster()?;
-            discovery::root_list(app.registry.api_set(&c), &headers, false)
-        }
-        Target::Group(g) => {
-            let c = cluster()?;
-            discovery::group(app.registry.api_set(&c), &headers, &g)
-        }
+        Target::Version | Target::Health(_) => Err(ApiError::not_found()),
+        Target::Root => Ok(discovery::root_paths(api)),
+        Target::CoreVersions => discovery::root_list(api, headers, true),
+        Target::GroupList => discovery::root_list(api, headers, false),
+        Target::Group(g) => discovery::group(api, headers, &g),
         Target::ResourceList { group, version } => {
-            let c = cluster()?;
-            discovery::resource_list(app.registry.api_set(&c), &headers, &group, &version)
+            discovery::resource_list(api, headers, &group, &version)
         }
-        Target::OpenApiV3Root => {
-            let c = cluster()?;
-            app.openapi.v3_root(app.registry.api_set(&c), &headers)
-        }
+        Target::OpenApiV3Root => app.openapi.v3_root(api, headers),
         Target::OpenApiV3Document(path) => {
-            let c = cluster()?;
             app.openapi
-                .v3_document(app.registry.api_set(&c), &path, uri.query(), &headers)
+                .v3_document(api, &path, uri.query(), headers)
         }
-        Target::OpenApiV2 => {
-            let c = cluster()?;
-            app.openapi.v2(app.registry.api_set(&c), &headers)
-        }
+        Target::OpenApiV2 => app.openapi.v2(api, headers),
         Target::Resource(req) => {
-            let query = resources::Query::new(uri.query().map(form_pairs).unwrap_or_default());
-            resources::handle(&app, info.workspace, req, &headers, query, body).await
+            resource(app, &user, &policy, &at, &ws_key, req, uri, headers, body).await
         }
     }
 }
 
-/// How to run the server.
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    pub storage: StorageConfig,
-    pub storage_root: String,
-}
+#[allow(clippy::too_many_arguments)]
+async fn resource(
+    app: &AppState,
+    user: &User,
+    policy: &registry::rbac::RbacPolicy,
+    at: &gate::Resolved,
+    ws_key: &str,
+    req: ResourceRequest,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let workspace = at.path.clone().unwrap_or_else(WorkspacePath::root);
+    if let Some(kind) = auth_api::Review::of(&req.group, &req.version, &req.resource) {
+        if req.verb != Verb::Create || req.name.is_some() {
+            return Err(ApiError::method_not_allowed());
+        }
+        let bytes = body::read(headers, body).await?;
+        let obj = body::decode_object(headers, &bytes)?;
+        let ctx = auth_api::ReviewContext {
+            user,
+            policy,
+            auth: &app.auth,
+            workspace: &workspace,
+            cluster: &at.cluster,
+            namespace: req.namespace.as_deref(),
+            api_version: format!("{}/{}", req.group, req.version),
+        };
+        return auth_api::review(kind, &ctx, &obj);
+    }
+    if req.group.is_empty()
+        && req.resource == "serviceaccounts"
+        && req.subresource.as_deref() == Some("token")
+    {
+        if req.verb != Verb::Create || at.path.is_none() {
+            return Err(ApiError::method_not_allowed());
+        }
+        let namespace = req.namespace.as_deref().ok_or_else(ApiError::not_found)?;
+        let name = req.name.as_deref().unwrap_or("");
+        let rs = app
+            .registry
+            .resource("", "v1", "serviceaccounts")
+            .ok_or_else(ApiError::not_found)?;
+        let sa = rs.get(&at.cluster, Some(namespace), name).await?;
+        let bytes = body::read(headers, body).await?;
+        let obj = body::decode_object(headers, &bytes)?;
+        let ctx = auth_api::TokenRequestContext {
+            auth: &app.auth,
+            workspace: &workspace,
+            cluster: &at.cluster,
+            namespace,
+            service_account: &sa,
+            max_seconds: app.sa_max_seconds,
+        };
+        return auth_api::token_request(&ctx, &obj);
+    }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("opening storage: {0}")]
-    Storage(#[from] storage::Error),
-    #[error("starting the registry: {0}")]
-    Registry(#[from] registry::RegistryError),
-    #[error("listening on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("serving: {0}")]
-    Serve(#[source] std::io::Error),
-}
-
-/// Opens storage, builds the registry, and serves until `shutdown` resolves.
-pub async fn serve(
-    config: ServerConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(ServeError::Serve)?;
-    let store = storage::open(&config.storage).await?;
-    let advertise = if local.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port())
+    let rbac_write = gate::rbac_kind(&req).is_some() && authz::is_write(req.verb);
+    let mut body = body;
+    if rbac_write
+        && !gate::is_master(user)
+        && matches!(req.verb, Verb::Create | Verb::Update | Verb::Patch)
+    {
+        let bytes = body::read(headers, body).await?;
+        let obj = if req.verb == Verb::Patch {
+            dry_run_patch(app, &at.cluster, &req, headers, &bytes).await?
+        } else {
+            body::decode_object(headers, &bytes)?
+        };
+        gate::check_rbac_write(policy, user, &req, &obj)?;
+        body = Body::from(bytes);
+    }
+    let watch_slot = if req.verb == Verb::Watch {
+        let ws_path = at.path.clone().unwrap_or_else(WorkspacePath::root);
+        Some(
+            app.watches
+                .open(
+                    ws_key,
+                    &user.name,
+                    app.limits.max_watches(&ws_path),
+                    app.limits.max_watches_per_user,
+                )
+                .inspect_err(|_| app.metrics.rejected(RejectReason::WatchLimit))?,
+        )
     } else {
-        local
+        None
     };
-    let registry = Registry::open(
-        store,
-        RegistryConfig {
-            key_root: config.storage_root.clone(),
-            advertise_address: advertise.to_string(),
-        },
-    )
-    .await?;
-    tracing::info!(address = %local, "wsgate is serving (plain HTTP)");
-    axum::serve(listener, app(AppState::new(registry)))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServeError::Serve)
+    let workspace_deleted = (req.group == registry::workspace::GROUP
+        && req.resource == registry::workspace::PLURAL
+        && req.verb == Verb::Delete)
+        .then(|| {
+            req.name
+                .as_deref()
+                .and_then(|n| app.registry.resolve(&workspace.child(n)).ok())
+        })
+        .flatten();
+    let query = resources::Query::new(uri.query().map(form_pairs).unwrap_or_default());
+    let (group, plural) = (req.group.clone(), req.resource.clone());
+    let resp = resources::handle(app, at.workspace.clone(), req, headers, query, body).await?;
+    if rbac_write
+        && resp.status().is_success()
+        && let Some(rev) = app.authz.source().current_revision().await
+    {
+        app.authz.source().observe(&at.cluster, rev);
+    }
+    if let Some(gone) = workspace_deleted
+        && resp.status().is_success()
+    {
+        app.authz.forget(&gone);
+    }
+    match watch_slot {
+        Some(slot) => {
+            let guard = app.metrics.watch_opened(&group, &plural);
+            let (parts, body) = resp.into_parts();
+            let mut stopping = app.stopping.clone();
+            let stop = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            let stream = body.into_data_stream().take_until(stop).map(move |chunk| {
+                // The slot and the gauge live exactly as long as the stream.
+                let _held = (&slot, &guard);
+                chunk
+            });
+            Ok(Response::from_parts(parts, Body::from_stream(stream)))
+        }
+        None => Ok(resp),
+    }
+}
+
+/// The object a PATCH would store, without storing it (for escalation checks).
+async fn dry_run_patch(
+    app: &AppState,
+    cluster: &ClusterId,
+    req: &ResourceRequest,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+) -> Result<Value, ApiError> {
+    let (kind, patch) = body::decode_patch(headers, bytes)?;
+    let rs = app
+        .registry
+        .resource(&req.group, &req.version, &req.resource)
+        .ok_or_else(ApiError::not_found)?;
+    let opts = registry::options::WriteOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let (obj, _) = app
+        .registry
+        .patch(
+            rs,
+            cluster,
+            req.namespace.as_deref(),
+            req.name.as_deref().unwrap_or(""),
+            kind,
+            &patch,
+            registry::store::Subresource::Main,
+            &opts,
+        )
+        .await?;
+    Ok(Value::Object(obj))
+}
+
+/// A bound ServiceAccount token is valid while its ServiceAccount exists
+/// with the same uid (upstream's rule); checked at most every few seconds.
+async fn check_service_account(
+    app: &AppState,
+    cluster: &ClusterId,
+    sa: &ServiceAccountRef,
+) -> Result<(), ApiError> {
+    let key = (cluster.clone(), sa.namespace.clone(), sa.name.clone());
+    if let Some(e) = app.service_accounts.get(&key)
+        && e.0 == sa.uid
+        && e.1.elapsed() < SA_CHECK_TTL
+    {
+        return Ok(());
+    }
+    let unauthorized = || ApiError(crate::auth::AuthError::Invalid.to_api_error());
+    let rs = app
+        .registry
+        .resource("", "v1", "serviceaccounts")
+        .ok_or_else(unauthorized)?;
+    match rs.get(cluster, Some(&sa.namespace), &sa.name).await {
+        Ok(obj) => {
+            let uid = obj
+                .get("metadata")
+                .and_then(|m| m.get("uid"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if uid != sa.uid {
+                tracing::debug!(namespace = %sa.namespace, name = %sa.name, "token of a replaced ServiceAccount");
+                return Err(unauthorized());
+            }
+            app.service_accounts
+                .insert(key, (uid.to_owned(), Instant::now()));
+            Ok(())
+        }
+        Err(e) if e.code() == 404 => Err(unauthorized()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `/healthz`, `/livez`, `/readyz`, with `?verbose` per-check lines as
+/// upstream (`[+]storage ok`). Readiness needs storage and fails once
+/// shutdown has started.
+async fn health(app: &AppState, name: &str, query: Option<&str>) -> Response {
+    let verbose = query
+        .map(form_pairs)
+        .unwrap_or_default()
+        .iter()
+        .any(|(k, v)| k == "verbose" && v != "false");
+    let mut checks: Vec<(&str, bool)> = vec![("ping", true)];
+    if name == "readyz" {
+        checks.push(("storage", app.registry.ready().await));
+        checks.push(("shutdown", !app.stopping()));
+    }
+    let ok = checks.iter().all(|(_, ok)| *ok);
+    let text = if ok && !verbose {
+        "ok".to_owned()
+    } else {
+        let mut s = String::new();
+        for (check, passed) in &checks {
+            if *passed {
+                s.push_str(&format!("[+]{check} ok\n"));
+            } else {
+                s.push_str(&format!("[-]{check} failed: reason withheld\n"));
+            }
+        }
+        s.push_str(&format!(
+            "{name} check {}\n",
+            if ok { "passed" } else { "failed" }
+        ));
+        s
+    };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    discovery::bytes_response(code, "text/plain; charset=utf-8", Bytes::from(text))
+}
+
+/// `/metrics`: authenticated, and RBAC `get` on the non-resource URL
+/// `/metrics` in root (system:masters always), like kube-apiserver.
+async fn metrics_endpoint(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let answer = async {
+        let user = gate::authenticate(&app, &headers)?;
+        let root = WorkspacePath::root();
+        if !user.workspaces.allows_path(&root) {
+            return Err(ApiError(crate::auth::AuthError::WorkspaceNotAllowed.to_api_error()));
+        }
+        let policy = app.authz.policy(&ClusterId::root()).await?;
+        authz::check_non_resource(&policy, &user.user_info(), "/metrics")?;
+        Ok::<_, ApiError>(app.metrics.response())
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
 }

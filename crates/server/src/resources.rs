@@ -103,6 +103,7 @@ impl Query {
             .into());
         }
         Ok(WriteOptions {
+            user: None,
             dry_run: parse_dry_run(self.all("dryRun"))?,
             field_manager,
             force: self.bool("force")?,
@@ -250,7 +251,15 @@ pub async fn handle(
 ) -> Result<Response, ApiError> {
     let scope = match &ws {
         WorkspaceRef::Path(p) => ClusterScope::One(app.registry.resolve(p)?),
-        WorkspaceRef::All => ClusterScope::All,
+        WorkspaceRef::All if app.registry.wildcard_allowed() => ClusterScope::All,
+        WorkspaceRef::All => {
+            return Err(registry::ApiError::forbidden(
+                &registry::status::QualifiedResource::new(&req.group, &req.resource),
+                "",
+                "requests across all workspaces (/clusters/*) are disabled on this server (serve --allow-wildcard)",
+            )
+            .into());
+        }
     };
     let api_cluster = scope.cluster().cloned().unwrap_or_else(ClusterId::root);
     let api = app.registry.api_set(&api_cluster);

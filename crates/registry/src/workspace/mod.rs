@@ -1,33 +1,57 @@
-//! Workspaces, minimally: the `Workspace` resource (stored in its parent
-//! workspace like any object; creating one is that ONE write) and the
-//! in-memory path -> cluster id index, loaded at start-up and kept current
-//! by a storage watch.
+//! Workspaces: the `Workspace` resource (group `tenancy.wsgate.io`, stored in
+//! its parent workspace like any object; creating one is that ONE write), the
+//! in-memory path -> logical cluster index every replica keeps (loaded at
+//! start-up in pages, kept current by one storage watch), and the background
+//! deletion of a terminating workspace's content.
 //!
-//! Not yet here (the workspace lifecycle issue): Terminating and background
-//! deletion of a workspace's content across every ResourcePrefix — deleting
-//! a Workspace now only removes its record, leaving its objects behind.
+//! Invariants:
+//! - A workspace's logical cluster id is random, assigned on create and
+//!   immutable; every storage key of the workspace carries it
+//!   ([`crate::keys`]). Its path (`acme:team-a`) only maps to the id.
+//! - An id is never reused while data under it may remain: a deletion record
+//!   per id (`<root>/tenancy.wsgate.io/workspacedeletions/<id>`) exists from
+//!   the moment deletion starts, and new ids are checked against the index
+//!   and the pending deletions.
+//! - Deleting a workspace marks it `Terminating` (writes refused, reads
+//!   allowed) and the [`deletion::Deleter`] removes every key under the id in
+//!   every ResourcePrefix, nested workspaces first, persisting progress in the
+//!   deletion record so a restart resumes; then it records
+//!   `deleteCompletedAt` and removes the Workspace object.
+//! - The same name can be created again at once, even while the old one is
+//!   still terminating: the old object is replaced, the new workspace gets a
+//!   new id, and the old content is swept under the old id.
 
-use std::sync::Arc;
-use std::time::Duration;
+pub mod deletion;
+mod index;
+mod record;
 
-use dashmap::DashMap;
-use futures::StreamExt;
 use kube_core::GroupVersionKind;
 use kube_core::discovery::Scope;
 use serde_json::{Value, json};
-use storage::{EventKind, KeyValue, RangeRequest, Store, WatchRequest, WatchResponse};
 
-use crate::cluster::{ClusterId, WorkspacePath};
-use crate::keys::{KeyRoot, ResourcePrefix};
-use crate::metadata::{meta_str, now_rfc3339};
+pub use deletion::{Deleter, DeletionRecord};
+pub use index::{LoadStats, WorkspaceIndex};
+pub use record::{Phase, WorkspaceRecord};
+
+use crate::cluster::WorkspacePath;
+use crate::keys::KeyRoot;
 use crate::resource::{ALL_VERBS, Object, ResourceDescriptor, Strategy};
-use crate::status::{ApiError, ApiResult, QualifiedResource};
 use crate::validation::{FieldError, NameRule};
 
 pub const GROUP: &str = "tenancy.wsgate.io";
 pub const VERSION: &str = "v1alpha1";
 pub const KIND: &str = "Workspace";
 pub const PLURAL: &str = "workspaces";
+/// The single shard of this installation (sharding is a later issue).
+pub const DEFAULT_SHARD: &str = "default";
+
+/// Annotations on objects returned by wildcard (`/clusters/*`) lists and
+/// watches. kcp puts the logical cluster name in `kcp.io/cluster`; wsgate
+/// gives both the stable id (same role) and the path a client addresses.
+pub const PATH_ANNOTATION: &str = "tenancy.wsgate.io/path";
+pub const CLUSTER_ANNOTATION: &str = "tenancy.wsgate.io/cluster";
+/// Keeps a terminating Workspace object until its content is gone.
+pub const CONTENT_FINALIZER: &str = "tenancy.wsgate.io/content";
 
 pub fn descriptor(root: &KeyRoot) -> ResourceDescriptor {
     ResourceDescriptor::new(
@@ -42,7 +66,8 @@ pub fn descriptor(root: &KeyRoot) -> ResourceDescriptor {
     .with_subresource("status", crate::builtin::SUB_VERBS)
 }
 
-/// Assigns the cluster id on create and keeps it immutable.
+/// Keeps `spec.cluster` and `spec.owner` immutable; the registry assigns them
+/// on create ([`prepare_create`]).
 pub struct WorkspaceStrategy;
 
 impl Strategy for WorkspaceStrategy {
@@ -55,18 +80,30 @@ impl Strategy for WorkspaceStrategy {
         if !spec.is_object() {
             *spec = json!({});
         }
-        if let Value::Object(s) = spec {
-            s.insert("cluster".into(), ClusterId::generate().as_str().into());
+        if !obj.contains_key("status") {
+            obj.insert("status".into(), json!({"phase": Phase::Ready.as_str()}));
         }
-        obj.insert("status".into(), json!({"phase": "Ready"}));
     }
 
     fn prepare_for_update(&self, new: &mut Object, old: &Object) {
-        let cluster = old.get("spec").and_then(|s| s.get("cluster")).cloned();
+        let old_spec = old.get("spec").and_then(Value::as_object);
         let spec = new.entry("spec").or_insert_with(|| json!({}));
-        if let (Value::Object(s), Some(c)) = (spec, cluster) {
-            s.insert("cluster".into(), c);
+        if !spec.is_object() {
+            *spec = json!({});
         }
+        if let Value::Object(s) = spec {
+            for field in ["cluster", "owner"] {
+                match old_spec.and_then(|o| o.get(field)) {
+                    Some(v) => s.insert(field.into(), v.clone()),
+                    None => s.remove(field),
+                };
+            }
+        }
+        // Status is the system's: phase, URL and deletion progress.
+        match old.get("status") {
+            Some(st) => new.insert("status".into(), st.clone()),
+            None => new.remove("status"),
+        };
     }
 
     fn validate(&self, obj: &Object) -> Vec<FieldError> {
@@ -81,181 +118,29 @@ impl Strategy for WorkspaceStrategy {
     }
 }
 
-/// One known workspace.
-#[derive(Clone, Debug)]
-pub struct WorkspaceInfo {
-    pub id: ClusterId,
-    pub path: WorkspacePath,
-    /// Creation time (RFC 3339) and revision of its record.
-    pub created: String,
-    pub revision: i64,
-}
-
-/// path -> id and id -> path, for every workspace.
-pub struct WorkspaceIndex {
-    by_path: DashMap<WorkspacePath, Arc<WorkspaceInfo>>,
-    by_id: DashMap<ClusterId, Arc<WorkspaceInfo>>,
-    prefix: ResourcePrefix,
-}
-
-impl WorkspaceIndex {
-    pub fn new(root: &KeyRoot) -> Self {
-        let idx = WorkspaceIndex {
-            by_path: DashMap::new(),
-            by_id: DashMap::new(),
-            prefix: root.resource_prefix(GROUP, PLURAL),
+/// Fills what the system owns in a new Workspace: the fresh cluster id, the
+/// owner (the creating user; `None` until authentication is wired, then
+/// the authorizer treats the owner as the workspace's admin), and a status
+/// with the phase and the URL to use.
+pub fn prepare_create(
+    obj: &mut Object,
+    id: &crate::cluster::ClusterId,
+    owner: Option<&str>,
+    url: &str,
+) {
+    let spec = obj.entry("spec").or_insert_with(|| json!({}));
+    if !spec.is_object() {
+        *spec = json!({});
+    }
+    if let Value::Object(s) = spec {
+        s.insert("cluster".into(), id.as_str().into());
+        match owner {
+            Some(o) => s.insert("owner".into(), o.into()),
+            None => s.remove("owner"),
         };
-        let info = Arc::new(WorkspaceInfo {
-            id: ClusterId::root(),
-            path: WorkspacePath::root(),
-            created: now_rfc3339(),
-            revision: 1,
-        });
-        idx.by_path.insert(info.path.clone(), info.clone());
-        idx.by_id.insert(info.id.clone(), info);
-        idx
     }
-
-    /// The cluster id of `path`, or 404 for unknown workspaces (never an
-    /// implicit create).
-    pub fn resolve(&self, path: &WorkspacePath) -> ApiResult<ClusterId> {
-        self.by_path.get(path).map(|i| i.id.clone()).ok_or_else(|| {
-            ApiError::not_found(&QualifiedResource::new(GROUP, PLURAL), path.as_str())
-        })
-    }
-
-    pub fn info_by_id(&self, id: &ClusterId) -> Option<Arc<WorkspaceInfo>> {
-        self.by_id.get(id).map(|i| i.clone())
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_path.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_path.is_empty()
-    }
-
-    /// Records a Workspace object stored in `parent`.
-    pub fn observe(&self, parent: &ClusterId, obj: &Object, create_revision: i64) {
-        let Some(parent_info) = self.info_by_id(parent) else {
-            tracing::warn!(%parent, "workspace record under an unknown parent; ignored");
-            return;
-        };
-        let name = crate::metadata::name(obj);
-        let Some(id) = obj
-            .get("spec")
-            .and_then(|s| s.get("cluster"))
-            .and_then(Value::as_str)
-            .and_then(ClusterId::parse)
-        else {
-            tracing::warn!(
-                name,
-                "workspace record without a valid spec.cluster; ignored"
-            );
-            return;
-        };
-        let path = parent_info.path.child(name);
-        let info = Arc::new(WorkspaceInfo {
-            id: id.clone(),
-            path: path.clone(),
-            created: meta_str(obj, "creationTimestamp").unwrap_or("").to_owned(),
-            revision: create_revision,
-        });
-        if let Some(old) = self.by_path.insert(path, info.clone())
-            && old.id != id
-        {
-            self.by_id.remove(&old.id);
-        }
-        self.by_id.insert(id, info);
-    }
-
-    fn forget(&self, parent: &ClusterId, name: &str) {
-        let Some(parent_info) = self.info_by_id(parent) else {
-            return;
-        };
-        let path = parent_info.path.child(name);
-        if let Some((_, info)) = self.by_path.remove(&path) {
-            self.by_id.remove(&info.id);
-        }
-    }
-
-    fn apply_kv(&self, kv: &KeyValue) {
-        let Some(k) = self.prefix.parse(&kv.key, false) else {
-            return;
-        };
-        let Some(parent) = ClusterId::parse(k.cluster) else {
-            return;
-        };
-        match serde_json::from_slice::<Object>(&kv.value) {
-            Ok(obj) => self.observe(&parent, &obj, kv.create_revision),
-            Err(e) => tracing::warn!(error = %e, "undecodable workspace record"),
-        }
-    }
-
-    fn apply_delete(&self, kv: &KeyValue) {
-        let Some(k) = self.prefix.parse(&kv.key, false) else {
-            return;
-        };
-        let Some(parent) = ClusterId::parse(k.cluster) else {
-            return;
-        };
-        self.forget(&parent, k.name);
-    }
-
-    /// Loads every workspace; returns the revision of the snapshot.
-    pub async fn load(&self, store: &dyn Store) -> Result<i64, storage::Error> {
-        let resp = store
-            .range(RangeRequest::prefix(self.prefix.as_bytes().to_vec()))
-            .await?;
-        let mut kvs = resp.kvs;
-        // Parents are always created before their children.
-        kvs.sort_by_key(|kv| kv.create_revision);
-        for kv in &kvs {
-            self.apply_kv(kv);
-        }
-        Ok(resp.revision)
-    }
-
-    /// Keeps the index current from a storage watch, reloading after a
-    /// compaction or an engine failure.
-    pub fn spawn_watch(self: &Arc<Self>, store: Arc<dyn Store>, mut from: i64) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let req =
-                    WatchRequest::prefix(this.prefix.as_bytes().to_vec()).from_revision(from + 1);
-                match store.watch(req).await {
-                    Ok(mut stream) => {
-                        while let Some(item) = stream.next().await {
-                            match item {
-                                Ok(WatchResponse::Events(evs)) => {
-                                    for ev in evs {
-                                        from = from.max(ev.revision());
-                                        match ev.kind {
-                                            EventKind::Put => this.apply_kv(&ev.kv),
-                                            EventKind::Delete => this.apply_delete(&ev.kv),
-                                        }
-                                    }
-                                }
-                                Ok(WatchResponse::Progress { revision }) => {
-                                    from = from.max(revision)
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "workspace watch failed; reloading");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "workspace watch could not start"),
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                match this.load(store.as_ref()).await {
-                    Ok(rev) => from = rev,
-                    Err(e) => tracing::warn!(error = %e, "workspace reload failed"),
-                }
-            }
-        });
-    }
+    obj.insert(
+        "status".into(),
+        json!({"phase": Phase::Ready.as_str(), "url": url}),
+    );
 }
