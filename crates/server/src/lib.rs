@@ -55,7 +55,7 @@ use crate::error::ApiError;
 use crate::fairness::{FairAdmission, is_long_running};
 use crate::metrics::{Metrics, RejectReason, RequestLabels};
 use crate::request_id::RequestId;
-use crate::request_info::{RequestInfo, ResourceRequest, Target, Verb, WorkspaceRef, form_pairs};
+use crate::request_info::{RequestInfo, ResourceRequest, Target, Verb, form_pairs};
 
 pub use crate::serve::{ServeError, ServeOptions, serve};
 
@@ -206,10 +206,9 @@ async fn handle(
             audit_id: request_id
                 .map(|axum::Extension(id)| id.as_str().to_owned())
                 .unwrap_or_default(),
-            request_uri: uri.path_and_query().map_or_else(
-                || uri.path().to_owned(),
-                |pq| pq.as_str().to_owned(),
-            ),
+            request_uri: uri
+                .path_and_query()
+                .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned()),
             verb: seen.labels.verb.to_owned(),
             user: AuditUser {
                 username: user.map_or_else(|| "system:anonymous".to_owned(), |u| u.name.clone()),
@@ -275,7 +274,11 @@ async fn serve_request(
         Target::Resource(req) => authz::check_resource(&policy, &me, req)?,
         _ => authz::check_non_resource(&policy, &me, non_resource_path(uri.path()))?,
     }
-    let ws_key = seen.labels.workspace.clone().unwrap_or_else(|| "*".to_owned());
+    let ws_key = seen
+        .labels
+        .workspace
+        .clone()
+        .unwrap_or_else(|| "*".to_owned());
     let long_running = match &info.target {
         Target::Resource(r) => is_long_running(r.verb.as_str(), r.subresource.as_deref()),
         _ => false,
@@ -300,8 +303,7 @@ async fn serve_request(
         }
         Target::OpenApiV3Root => app.openapi.v3_root(api, headers),
         Target::OpenApiV3Document(path) => {
-            app.openapi
-                .v3_document(api, &path, uri.query(), headers)
+            app.openapi.v3_document(api, &path, uri.query(), headers)
         }
         Target::OpenApiV2 => app.openapi.v2(api, headers),
         Target::Resource(req) => {
@@ -558,7 +560,9 @@ async fn metrics_endpoint(State(app): State<AppState>, headers: HeaderMap) -> Re
         let user = gate::authenticate(&app, &headers)?;
         let root = WorkspacePath::root();
         if !user.workspaces.allows_path(&root) {
-            return Err(ApiError(crate::auth::AuthError::WorkspaceNotAllowed.to_api_error()));
+            return Err(ApiError(
+                crate::auth::AuthError::WorkspaceNotAllowed.to_api_error(),
+            ));
         }
         let policy = app.authz.policy(&ClusterId::root()).await?;
         authz::check_non_resource(&policy, &user.user_info(), "/metrics")?;

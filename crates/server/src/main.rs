@@ -207,9 +207,14 @@ fn main() -> anyhow::Result<()> {
                     })?)
                 }
             };
-            let server = a
-                .server
-                .unwrap_or_else(|| format!("https://{}", cfg.advertise_address.clone().unwrap_or_else(|| cfg.listen.to_string())));
+            let server = a.server.unwrap_or_else(|| {
+                format!(
+                    "https://{}",
+                    cfg.advertise_address
+                        .clone()
+                        .unwrap_or_else(|| cfg.listen.to_string())
+                )
+            });
             let yaml = kubeconfig::render_yaml(&KubeconfigParams {
                 server: &server,
                 workspace: &workspace,

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::{
-    admissionregistration::v1 as admission, apps::v1 as apps, autoscaling::v1 as autoscaling_v1,
+    admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authn,
+    authorization::v1 as authz, autoscaling::v1 as autoscaling_v1,
     autoscaling::v2 as autoscaling_v2, batch::v1 as batch, certificates::v1 as certificates,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
     events::v1 as events_api, flowcontrol::v1 as flowcontrol, networking::v1 as networking,
@@ -134,6 +135,12 @@ impl Entry {
         self
     }
 
+    /// Restricts the verbs (create-only review APIs).
+    fn verbs(mut self, verbs: &'static [&'static str]) -> Self {
+        self.descriptor.verbs = verbs;
+        self
+    }
+
     fn done(self) -> Builtin {
         Builtin {
             descriptor: self.descriptor,
@@ -145,6 +152,7 @@ impl Entry {
 }
 
 const ALL: &[&str] = &["all"];
+const CREATE: &[&str] = &["create"];
 
 /// Every built-in resource, in discovery order (groups as upstream lists
 /// them, resources alphabetically within a group-version).
@@ -182,7 +190,13 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
             .scale(),
         Entry::new::<core::ResourceQuota>(r, &["quota"], &[]).status(),
         Entry::new::<core::Secret>(r, &[], &[]).strategy(SecretStrategy),
-        Entry::new::<core::ServiceAccount>(r, &["sa"], &[]).strategy(ServiceAccountStrategy),
+        Entry::new::<core::ServiceAccount>(r, &["sa"], &[])
+            .strategy(ServiceAccountStrategy)
+            .foreign_sub(
+                "token",
+                GroupVersionKind::gvk("authentication.k8s.io", "v1", "TokenRequest"),
+                &["create"],
+            ),
         Entry::new::<core::Service>(r, &["svc"], ALL)
             .strategy(service::ServiceStrategy)
             .status(),
@@ -209,6 +223,15 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
         Entry::new::<events_api::Event>(r, &["ev"], &[])
             .strategy(EventsV1Strategy)
             .stored_as(r, "", "events", events::EventsV1Conversion),
+        // authentication.k8s.io/v1 and authorization.k8s.io/v1: create-only
+        // reviews, answered by the server's authenticator and authorizer
+        // (never stored).
+        Entry::new::<authn::SelfSubjectReview>(r, &[], &[]).verbs(CREATE),
+        Entry::new::<authn::TokenReview>(r, &[], &[]).verbs(CREATE),
+        Entry::new::<authz::LocalSubjectAccessReview>(r, &[], &[]).verbs(CREATE),
+        Entry::new::<authz::SelfSubjectAccessReview>(r, &[], &[]).verbs(CREATE),
+        Entry::new::<authz::SelfSubjectRulesReview>(r, &[], &[]).verbs(CREATE),
+        Entry::new::<authz::SubjectAccessReview>(r, &[], &[]).verbs(CREATE),
         // autoscaling/v2 (stored) and v1 (converted)
         Entry::new::<autoscaling_v2::HorizontalPodAutoscaler>(r, &["hpa"], ALL).status(),
         Entry::new::<autoscaling_v1::HorizontalPodAutoscaler>(r, &["hpa"], ALL)
