@@ -80,9 +80,17 @@ impl Strategy for WorkspaceStrategy {
         if !spec.is_object() {
             *spec = json!({});
         }
-        if !obj.contains_key("status") {
-            obj.insert("status".into(), json!({"phase": Phase::Ready.as_str()}));
+        // The store drops a client-sent status before this hook; the URL
+        // [`prepare_create`] computed travels in `spec.url` and moves here.
+        let url = obj
+            .get_mut("spec")
+            .and_then(Value::as_object_mut)
+            .and_then(|s| s.remove("url"));
+        let mut status = json!({"phase": Phase::Ready.as_str()});
+        if let (Some(u), Value::Object(st)) = (url, &mut status) {
+            st.insert("url".into(), u);
         }
+        obj.insert("status".into(), status);
     }
 
     fn prepare_for_update(&self, new: &mut Object, old: &Object) {
@@ -92,6 +100,7 @@ impl Strategy for WorkspaceStrategy {
             *spec = json!({});
         }
         if let Value::Object(s) = spec {
+            s.remove("url");
             for field in ["cluster", "owner"] {
                 match old_spec.and_then(|o| o.get(field)) {
                     Some(v) => s.insert(field.into(), v.clone()),
@@ -139,8 +148,7 @@ pub fn prepare_create(
             None => s.remove("owner"),
         };
     }
-    obj.insert(
-        "status".into(),
-        json!({"phase": Phase::Ready.as_str(), "url": url}),
-    );
+    if let Some(Value::Object(s)) = obj.get_mut("spec") {
+        s.insert("url".into(), url.into());
+    }
 }
