@@ -61,6 +61,11 @@ pub fn wsgate_binary() -> Result<PathBuf> {
 impl Server {
     /// Starts a server on `engine`.
     pub fn start(engine: Engine) -> Result<Server> {
+        Self::start_with(engine, &[])
+    }
+
+    /// Starts a server on `engine` with extra `serve` flags.
+    pub fn start_with(engine: Engine, extra_args: &[&str]) -> Result<Server> {
         let bin = wsgate_binary()?;
         let data = tempfile::tempdir()?;
         let port = storage::testing::free_port()?;
@@ -70,6 +75,7 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(data.path())
+            .args(extra_args)
             .env(
                 "RUST_LOG",
                 std::env::var("WSGATE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
