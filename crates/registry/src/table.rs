@@ -125,6 +125,9 @@ pub fn to_table_at(
     list_meta: Value,
     now: DateTime<Utc>,
 ) -> Value {
+    if gvk.group == crate::workspace::GROUP && gvk.kind == crate::workspace::KIND {
+        return table_for_columns(&workspace_columns(), objects, include_object, list_meta);
+    }
     let Some(kind) = builtin_kind(gvk) else {
         return default_table(objects, include_object, list_meta);
     };
@@ -158,6 +161,23 @@ pub fn table_for_columns(
         })
         .collect();
     table(defs, rows, list_meta)
+}
+
+/// `kubectl get workspaces`: NAME, PHASE, URL, AGE.
+fn workspace_columns() -> Vec<ColumnSpec> {
+    let c = |name: &str, path: &str, desc: &str| ColumnSpec {
+        name: name.into(),
+        type_: "string".into(),
+        format: String::new(),
+        description: desc.into(),
+        priority: 0,
+        json_path: path.into(),
+    };
+    vec![
+        c("Phase", ".status.phase", "The workspace's lifecycle phase."),
+        c("URL", ".status.url", "The URL to use for the workspace."),
+        ColumnSpec::crd_default_age(),
+    ]
 }
 
 fn default_table(objects: &[Value], include_object: IncludeObject, list_meta: Value) -> Value {
