@@ -1,5 +1,7 @@
 //! `wsgate`: the multi-tenant Kubernetes API gateway.
 
+mod cli;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,6 +38,8 @@ enum Command {
     Kubeconfig(KubeconfigArgs),
     /// Load-test a server: latency and throughput per API verb, watches, limits.
     Bench(wsgate_server::bench::BenchArgs),
+    /// Create, show, list and delete workspaces of a running server.
+    Workspace(cli::workspace::WorkspaceArgs),
 }
 
 #[derive(clap::Args)]
@@ -223,6 +227,9 @@ fn main() -> anyhow::Result<()> {
                 user: &name,
             })?;
             print!("{yaml}");
+        }
+        Command::Workspace(args) => {
+            tokio::runtime::Runtime::new()?.block_on(cli::workspace::run(args))?;
         }
         Command::Bench(args) => {
             request_id::init_logging(config::LogFormat::Text, "info")?;

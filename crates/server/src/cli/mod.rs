@@ -1,0 +1,3 @@
+//! Client-side subcommands that talk to a running server.
+
+pub mod workspace;
