@@ -2,6 +2,13 @@
 //! binary on a free loopback port (embedded store in a temp dir, or a real
 //! etcd from `storage::testing`), waits for `/readyz`, and kills it on drop.
 //! Also finds kubectl, and speaks minimal raw HTTP for wire-level checks.
+//!
+//! [`Server::start`] runs with `--insecure-http` (plain HTTP; token-less
+//! requests are the local superuser), which the older tests use.
+//! [`Server::start_tls`] runs the default: HTTPS with the generated CA and
+//! `admin.kubeconfig`; [`Server::https`] is its raw client (rustls, trusting
+//! that CA), and [`Server::kubeconfig`] writes a kubeconfig for a workspace
+//! and token for kubectl, kube-rs or helm.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -26,6 +33,20 @@ pub struct Server {
     pub port: u16,
     _data: tempfile::TempDir,
     _etcd: Option<EtcdProcess>,
+    /// Set for HTTPS servers.
+    tls: Option<TlsInfo>,
+    /// The arguments it was started with (for [`Server::restart`]).
+    args: Vec<String>,
+}
+
+/// What a client needs to reach an HTTPS server.
+#[derive(Clone)]
+pub struct TlsInfo {
+    /// The generated CA (`<data>/pki/ca.crt`).
+    pub ca_pem: String,
+    /// The admin token from `<data>/admin.kubeconfig`.
+    pub admin_token: String,
+    config: std::sync::Arc<rustls::ClientConfig>,
 }
 
 /// Builds (once per test process) and locates the `wsgate` binary.
@@ -59,56 +80,150 @@ pub fn wsgate_binary() -> Result<PathBuf> {
 }
 
 impl Server {
-    /// Starts a server on `engine`.
+    /// Starts a plain-HTTP server (`--insecure-http`) on `engine`.
     pub fn start(engine: Engine) -> Result<Server> {
         Self::start_with(engine, &[])
     }
 
-    /// Starts a server on `engine` with extra `serve` flags.
+    /// Starts a plain-HTTP server (`--insecure-http`) on `engine` with
+    /// extra `serve` flags.
     pub fn start_with(engine: Engine, extra_args: &[&str]) -> Result<Server> {
-        let bin = wsgate_binary()?;
+        Self::launch(engine, false, extra_args)
+    }
+
+    /// Starts an HTTPS server (the default mode) on `engine`.
+    pub fn start_tls(engine: Engine) -> Result<Server> {
+        Self::launch(engine, true, &[])
+    }
+
+    /// Starts an HTTPS server on `engine` with extra `serve` flags.
+    pub fn start_tls_with(engine: Engine, extra_args: &[&str]) -> Result<Server> {
+        Self::launch(engine, true, extra_args)
+    }
+
+    fn launch(engine: Engine, tls: bool, extra: &[&str]) -> Result<Server> {
         let data = tempfile::tempdir()?;
         let port = storage::testing::free_port()?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(extra_args)
-            .env(
-                "RUST_LOG",
-                std::env::var("WSGATE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            data.path().display().to_string(),
+        ];
+        if !tls {
+            args.push("--insecure-http".into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
         let etcd = match engine {
             Engine::Embedded => None,
             Engine::Etcd(etcd) => {
-                cmd.arg("--etcd-endpoints")
-                    .arg(etcd.endpoint())
-                    .arg("--storage-root")
-                    .arg(storage::testing::unique_root("e2e"));
+                args.extend([
+                    "--etcd-endpoints".into(),
+                    etcd.endpoint().to_string(),
+                    "--storage-root".into(),
+                    // The config wants no trailing slash.
+                    storage::testing::unique_root("e2e")
+                        .trim_end_matches('/')
+                        .to_owned(),
+                ]);
                 Some(etcd)
             }
         };
-        let child = cmd.spawn().context("spawning wsgate")?;
+        let child = spawn_wsgate(&args)?;
         let mut server = Server {
             child,
             port,
             _data: data,
             _etcd: etcd,
+            tls: None,
+            args,
         };
-        server.wait_ready(Duration::from_secs(30))?;
+        server.wait_ready(Duration::from_secs(30), tls)?;
         Ok(server)
     }
 
-    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+    /// The data directory (`pki/`, `admin.kubeconfig`, the embedded store).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
+
+    /// CA and admin token of an HTTPS server.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// Sends SIGTERM and waits (at most `timeout`) for the process to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status()?;
+        if !status.success() {
+            bail!("kill -TERM {pid} failed");
+        }
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(r) = self.request("GET", "/readyz", &[], None)
-                && r.status == 200
-            {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("wsgate did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again with the same arguments, data and port
+    /// (after [`Server::terminate`]).
+    pub fn restart(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_wsgate(&self.args)?;
+        let tls = self.tls.take().is_some();
+        self.wait_ready(Duration::from_secs(30), tls)
+    }
+
+    fn load_tls(&self) -> Result<TlsInfo> {
+        let ca_pem = std::fs::read_to_string(self.data_dir().join("pki").join("ca.crt"))?;
+        let kubeconfig = std::fs::read_to_string(self.data_dir().join("admin.kubeconfig"))?;
+        let admin_token = kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("token:"))
+            .map(|t| t.trim().trim_matches('"').trim_matches('\'').to_owned())
+            .context("admin.kubeconfig has no token")?;
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert?)?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(TlsInfo {
+            ca_pem,
+            admin_token,
+            config: std::sync::Arc::new(config),
+        })
+    }
+
+    fn wait_ready(&mut self, timeout: Duration, tls: bool) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if tls && self.tls.is_none() {
+                self.tls = self.load_tls().ok();
+            }
+            let ready = if tls {
+                self.tls.is_some()
+                    && self
+                        .https("GET", "/readyz", &[], None, None)
+                        .is_ok_and(|r| r.status == 200)
+            } else {
+                self.request("GET", "/readyz", &[], None)
+                    .is_ok_and(|r| r.status == 200)
+            };
+            if ready {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
@@ -121,9 +236,75 @@ impl Server {
         }
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` for an HTTPS server)
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// One HTTPS request (HTTP/1.1, `Connection: close`), with `token` as
+    /// the bearer token when given.
+    pub fn https(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        token: Option<&str>,
+    ) -> Result<RawResponse> {
+        let tls = self.tls.as_ref().context("not an HTTPS server")?;
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(a) = &auth {
+            all.push(("Authorization", a));
+        }
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
+        let conn = rustls::ClientConnection::new(tls.config.clone(), name)?;
+        let tcp = TcpStream::connect(("127.0.0.1", self.port))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        exchange(&mut stream, self.port, method, path, &all, body)
+    }
+
+    /// Writes a kubeconfig for `workspace` with `token` (the admin token
+    /// when `None`) and the CA, and returns its path.
+    pub fn kubeconfig(&self, workspace: &str, token: Option<&str>) -> Result<PathBuf> {
+        let tls = self.tls.as_ref().context("not an HTTPS server")?;
+        let token = token.unwrap_or(&tls.admin_token);
+        let name = format!("wsgate-{workspace}");
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": name, "cluster": {
+                "server": self.workspace_url(workspace),
+                "certificate-authority-data": base64_encode(tls.ca_pem.as_bytes()),
+            }}],
+            "users": [{"name": "user", "user": {"token": token}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": "user"}}],
+            "current-context": name,
+        });
+        let n = KUBECONFIGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.data_dir().join(format!("test-{n}.kubeconfig"));
+        std::fs::write(&path, config.to_string())?;
+        Ok(path)
+    }
+
+    /// Runs `wsgate <args>` against this server's data directory and
+    /// returns its standard output (e.g. `token create`).
+    pub fn wsgate(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(wsgate_binary()?)
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "wsgate {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
     /// The server URL of a workspace: `http://127.0.0.1:PORT/clusters/<path>`.
@@ -199,6 +380,39 @@ impl RawResponse {
     }
 }
 
+static KUBECONFIGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn spawn_wsgate(args: &[String]) -> Result<Child> {
+    Command::new(wsgate_binary()?)
+        .args(args)
+        .env(
+            "WSGATE_LOG_LEVEL",
+            std::env::var("WSGATE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("spawning wsgate")
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Minimal HTTP/1.1 client (handles chunked bodies) for wire-level checks.
 pub fn raw_request(
     port: u16,
@@ -209,6 +423,17 @@ pub fn raw_request(
 ) -> Result<RawResponse> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    exchange(&mut s, port, method, path, headers, body)
+}
+
+fn exchange(
+    s: &mut (impl Read + Write),
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<RawResponse> {
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -313,6 +538,7 @@ pub fn kubectl_or_skip(test: &str) -> Option<PathBuf> {
 pub struct Kubectl {
     bin: PathBuf,
     server: String,
+    kubeconfig: Option<PathBuf>,
     home: tempfile::TempDir,
 }
 
@@ -320,6 +546,8 @@ pub struct Kubectl {
 #[derive(Debug)]
 pub struct KubectlOutput {
     pub success: bool,
+    /// The exit code (`auth can-i`: 0 yes, 1 no).
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -329,15 +557,28 @@ impl Kubectl {
         Ok(Kubectl {
             bin,
             server,
+            kubeconfig: None,
+            home: tempfile::tempdir()?,
+        })
+    }
+
+    /// kubectl with `--kubeconfig <path>` (server, CA and token from it).
+    pub fn with_kubeconfig(bin: PathBuf, kubeconfig: PathBuf) -> Result<Self> {
+        Ok(Kubectl {
+            bin,
+            server: String::new(),
+            kubeconfig: Some(kubeconfig),
             home: tempfile::tempdir()?,
         })
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.arg("--server")
-            .arg(&self.server)
-            .args(args)
+        match &self.kubeconfig {
+            Some(k) => c.arg("--kubeconfig").arg(k),
+            None => c.arg("--server").arg(&self.server),
+        };
+        c.args(args)
             .env("HOME", self.home.path())
             .env("KUBECACHEDIR", self.home.path().join("cache"))
             .env_remove("KUBECONFIG")
@@ -348,6 +589,7 @@ impl Kubectl {
     pub fn run(&self, args: &[&str]) -> Result<KubectlOutput> {
         let out = self.command(args).output()?;
         Ok(KubectlOutput {
+            code: out.status.code(),
             success: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

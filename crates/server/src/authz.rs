@@ -12,6 +12,9 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use registry::Registry;
 use registry::cluster::ClusterId;
 use registry::rbac::{Attributes, PolicyCache, RbacPolicy, UserInfo};
 use registry::rbac_source::RbacSource;
@@ -22,13 +25,15 @@ use crate::request_info::{ResourceRequest, Verb};
 /// The per-workspace policies.
 pub struct Authorizer {
     source: Arc<RbacSource>,
+    registry: Arc<Registry>,
     cache: PolicyCache,
 }
 
 impl Authorizer {
-    pub fn new(source: Arc<RbacSource>) -> Self {
+    pub fn new(source: Arc<RbacSource>, registry: Arc<Registry>) -> Self {
         Authorizer {
             source,
+            registry,
             cache: PolicyCache::new(),
         }
     }
@@ -43,7 +48,18 @@ impl Authorizer {
         if let Some(p) = self.cache.get(cluster, revision) {
             return Ok(p);
         }
-        let objects = self.source.objects(cluster).await?;
+        let mut objects = self.source.objects(cluster).await?;
+        // The workspace's creator (its immutable `spec.owner`) is its admin:
+        // a binding evaluated here, not stored, so creating a workspace
+        // stays one write.
+        if let Some(owner) = self
+            .registry
+            .workspaces()
+            .info_by_id(cluster)
+            .and_then(|r| r.owner().map(str::to_owned))
+        {
+            objects.cluster_role_bindings.push(owner_binding(&owner));
+        }
         Ok(self
             .cache
             .get_or_build(cluster, revision, || RbacPolicy::compile(&objects)))
@@ -53,6 +69,29 @@ impl Authorizer {
     pub fn forget(&self, cluster: &ClusterId) {
         self.cache.invalidate(cluster);
         self.source.forget(cluster);
+    }
+}
+
+/// The name of the evaluated (never stored) owner binding.
+pub const OWNER_BINDING: &str = "wsgate:workspace-owner";
+
+fn owner_binding(owner: &str) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(OWNER_BINDING.to_owned()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: "cluster-admin".to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "User".to_owned(),
+            name: owner.to_owned(),
+            namespace: None,
+        }]),
     }
 }
 

@@ -89,7 +89,9 @@ pub fn resolve(
             if !user.workspaces.allows_all_workspaces() {
                 return Err(unauthorized());
             }
-            if !(is_master(user) || app.wildcard_allow) {
+            // The server switch (`wildcard.allow`) is checked with the
+            // route; here the identity: only the superuser group.
+            if !is_master(user) {
                 return Err(ApiError::new(
                     Reason::Forbidden,
                     format!(

@@ -65,8 +65,6 @@ pub struct Security {
     pub authz: Arc<Authorizer>,
     /// `--insecure-http`: token-less requests are the local superuser.
     pub insecure: bool,
-    /// `wildcard.allow`: `/clusters/*` for users other than system:masters.
-    pub wildcard_allow: bool,
     pub service_account_max_seconds: i64,
 }
 
@@ -91,7 +89,6 @@ pub struct AppState {
     auth: Arc<Authenticator>,
     authz: Arc<Authorizer>,
     insecure: bool,
-    wildcard_allow: bool,
     sa_max_seconds: i64,
     metrics: Arc<Metrics>,
     audit: AuditLog,
@@ -113,7 +110,6 @@ impl AppState {
             auth: security.auth,
             authz: security.authz,
             insecure: security.insecure,
-            wildcard_allow: security.wildcard_allow,
             sa_max_seconds: security.service_account_max_seconds,
             metrics: ops.metrics,
             audit: ops.audit,
@@ -408,7 +404,8 @@ async fn resource(
                 .and_then(|n| app.registry.resolve(&workspace.child(n)).ok())
         })
         .flatten();
-    let query = resources::Query::new(uri.query().map(form_pairs).unwrap_or_default());
+    let query = resources::Query::new(uri.query().map(form_pairs).unwrap_or_default())
+        .with_user(&user.name);
     let (group, plural) = (req.group.clone(), req.resource.clone());
     let resp = resources::handle(app, at.workspace.clone(), req, headers, query, body).await?;
     if rbac_write

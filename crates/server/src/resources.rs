@@ -26,12 +26,18 @@ use crate::error::ApiError;
 use crate::negotiate::{Endpoint, Output, negotiate};
 use crate::request_info::{ResourceRequest, Verb, WorkspaceRef, parse_bool};
 
-/// Query parameters, last value wins; unknown ones are ignored.
-pub struct Query(Vec<(String, String)>);
+/// Query parameters, last value wins; unknown ones are ignored. Carries
+/// the authenticated user's name for write options (a new workspace's owner).
+pub struct Query(Vec<(String, String)>, Option<String>);
 
 impl Query {
     pub fn new(pairs: Vec<(String, String)>) -> Self {
-        Query(pairs)
+        Query(pairs, None)
+    }
+
+    pub fn with_user(mut self, user: &str) -> Self {
+        self.1 = Some(user.to_owned());
+        self
     }
 
     fn get(&self, k: &str) -> Option<&str> {
@@ -103,7 +109,7 @@ impl Query {
             .into());
         }
         Ok(WriteOptions {
-            user: None,
+            user: self.1.clone(),
             dry_run: parse_dry_run(self.all("dryRun"))?,
             field_manager,
             force: self.bool("force")?,

@@ -173,6 +173,9 @@ pub async fn serve(
         },
     )
     .await?;
+    registry.set_wildcard_allowed(config.wildcard.allow);
+    let scheme = if config.insecure_http { "http" } else { "https" };
+    registry.set_base_url(&format!("{scheme}://{advertise}"));
     let rbac = RbacSource::start(registry.clone())
         .await
         .map_err(ServeError::Rbac)?;
@@ -199,9 +202,8 @@ pub async fn serve(
         registry.clone(),
         crate::Security {
             auth: Arc::new(Authenticator::new(tokens, external)),
-            authz: Arc::new(Authorizer::new(rbac)),
+            authz: Arc::new(Authorizer::new(rbac, registry.clone())),
             insecure: config.insecure_http,
-            wildcard_allow: config.wildcard.allow,
             service_account_max_seconds: i64::try_from(
                 config.auth.service_account_token_max_ttl.as_secs(),
             )
