@@ -285,21 +285,35 @@ impl WorkspaceIndex {
         create_revision: i64,
         mod_revision: i64,
     ) {
-        let Ok(bytes) = serde_json::to_vec(obj) else {
+        let str_at = |a: &str, b: &str| obj.get(a).and_then(|v| v.get(b)).and_then(Value::as_str);
+        let name = crate::metadata::name(obj);
+        let Some(id) = str_at("spec", "cluster").and_then(ClusterId::parse) else {
+            tracing::warn!(
+                name,
+                "workspace record without a valid spec.cluster; ignored"
+            );
             return;
         };
-        let kv = KeyValue {
-            key: bytes::Bytes::new(),
-            value: bytes::Bytes::from(bytes),
-            create_revision,
+        let terminating = str_at("status", "phase") == Some(Phase::Terminating.as_str())
+            || str_at("metadata", "deletionTimestamp").is_some();
+        let p = Pending {
+            parent: parent.clone(),
+            name: name.to_owned(),
+            id,
+            owner: self.intern_owner(str_at("spec", "owner")),
+            phase: if terminating {
+                Phase::Terminating
+            } else {
+                Phase::Ready
+            },
+            created_at: str_at("metadata", "creationTimestamp")
+                .and_then(parse_time)
+                .unwrap_or(0),
+            deleted_at: str_at("metadata", "deletionTimestamp").and_then(parse_time),
+            revision: create_revision,
             mod_revision,
-            version: 1,
-            lease: None,
         };
-        let name = crate::metadata::name(obj).to_owned();
-        if let Some(p) = self.decode(parent.clone(), &kv, &name)
-            && !self.place(&p)
-        {
+        if !self.place(&p) {
             tracing::warn!(%parent, name, "workspace record under an unknown parent; ignored");
         }
     }

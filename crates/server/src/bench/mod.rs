@@ -19,6 +19,7 @@ mod process;
 mod progress;
 mod report;
 mod scenarios;
+mod workspaces;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ pub enum Scenario {
     Watch,
     /// Bare hyper GET and raw etcd put/get.
     Limits,
+    /// Create --workspaces workspaces; RSS, storage, GET p99, restart time
+    /// (spawned servers only; not in the default set).
+    Workspaces,
 }
 
 /// Which store a spawned server runs on.
@@ -87,6 +91,9 @@ pub struct BenchArgs {
     /// Controllers of the mixed phase (two connections each).
     #[arg(long, default_value_t = 32)]
     pub controllers: usize,
+    /// Workspaces the `workspaces` scenario creates.
+    #[arg(long, default_value_t = 100_000)]
+    pub workspaces: u64,
     /// Scenarios to run.
     #[arg(
         long,
@@ -203,7 +210,57 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut object_bytes = 0usize;
     let mut get_connections = args.connections;
 
+    // Only the workspaces scenario (and limits) asked for: no generic phases.
+    let generic = args
+        .scenarios
+        .iter()
+        .any(|s| !matches!(s, Scenario::Workspaces | Scenario::Limits));
     for plan in &plans {
+        if wants(Scenario::Workspaces) {
+            let (target, etcd_arg) = match plan {
+                Plan::Spawn(Engine::Embedded) => ("embedded", None),
+                Plan::Spawn(Engine::Etcd) => match &etcd {
+                    Some((_, url)) => ("etcd", Some((url.as_str(), etcd_pid))),
+                    None => continue,
+                },
+                Plan::Target(_) => {
+                    report.notes.push(
+                        "workspaces: needs a spawned server (it restarts it); skipped for --target"
+                            .into(),
+                    );
+                    continue;
+                }
+            };
+            let runner = Runner {
+                progress,
+                warmup: args.warmup,
+                duration: args.duration,
+                pids: Pids::default(),
+            };
+            match workspaces::run(
+                &exe,
+                target,
+                etcd_arg,
+                &id,
+                args.workspaces,
+                args.connections,
+                runner,
+                progress,
+                &mut report,
+            )
+            .await
+            {
+                Ok(fig) => report.workspaces.push(fig),
+                Err(e) => {
+                    let msg = format!("[{target}] workspaces failed: {e:#}");
+                    eprintln!("{msg}");
+                    report.notes.push(msg);
+                }
+            }
+        }
+        if !generic {
+            continue;
+        }
         let (server, endpoint, name, pids) = match plan {
             Plan::Target(url) => {
                 let endpoint = Endpoint::parse(url).await?;

@@ -133,14 +133,29 @@ pub async fn start_server(
     run_id: &str,
 ) -> anyhow::Result<(Child, Endpoint)> {
     let dir = tempfile::tempdir()?;
+    let (mut child, endpoint) = start_server_in(exe, etcd, run_id, dir.path(), None).await?;
+    child._dir = Some(dir);
+    Ok((child, endpoint))
+}
+
+/// [`start_server`] in a given directory (data in `<dir>/data`, log in
+/// `<dir>/wsgate.log`), so a second server can restart on the same data;
+/// `log_filter` overrides the server's RUST_LOG.
+pub async fn start_server_in(
+    exe: &Path,
+    etcd: Option<&str>,
+    run_id: &str,
+    dir: &Path,
+    log_filter: Option<&str>,
+) -> anyhow::Result<(Child, Endpoint)> {
     let port = free_port()?;
-    let log = dir.path().join("wsgate.log");
+    let log = dir.join("wsgate.log");
     let mut cmd = Command::new(exe);
     cmd.arg("serve")
         .arg("--listen")
         .arg(loopback(port).to_string())
         .arg("--data-dir")
-        .arg(dir.path().join("data"));
+        .arg(dir.join("data"));
     // The listener is plain HTTP today; once TLS is the default the flag
     // that turns it off is used if the server has it.
     if serve_help(exe).contains("--insecure-http") {
@@ -150,11 +165,15 @@ pub async fn start_server(
         cmd.args(["--etcd-endpoints", endpoint])
             .args(["--storage-root", &format!("/wsgate-bench/{run_id}")]);
     }
+    if let Some(f) = log_filter {
+        cmd.env("WSGATE_LOG_LEVEL", f);
+    }
+    let filter = match log_filter {
+        Some(f) => f.to_owned(),
+        None => std::env::var("WSGATE_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+    };
     let child = cmd
-        .env(
-            "RUST_LOG",
-            std::env::var("WSGATE_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .env("RUST_LOG", filter)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
@@ -164,7 +183,7 @@ pub async fn start_server(
         name: "wsgate serve",
         child,
         log: Some(log),
-        _dir: Some(dir),
+        _dir: None,
     };
     let endpoint = Endpoint::from_addr(loopback(port));
     wait_ready(&mut child, &endpoint, "/readyz", Duration::from_secs(60)).await?;

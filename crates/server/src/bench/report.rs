@@ -89,6 +89,8 @@ pub struct Report {
     pub warmup_s: f64,
     pub rows: Vec<Row>,
     pub memory: Vec<WatchMemory>,
+    /// The `workspaces` scenario's figures.
+    pub workspaces: Vec<super::workspaces::WorkspaceFigures>,
     pub checks: Vec<Check>,
     pub notes: Vec<String>,
     pub total_s: f64,
