@@ -220,10 +220,15 @@ impl Writer {
         if let Some(at) = plan.compact {
             state.compact(at);
         }
-        self.shared
+        let wakeups = self
+            .shared
             .hub
             .lock()
             .notify(&plan.entries, self.shared.watch_buffer);
+        drop(state);
+        // Waking tasks is not free (it may unpark a runtime thread): do it
+        // with the lock released, readers need not wait for it.
+        wakeups.wake();
     }
 }
 

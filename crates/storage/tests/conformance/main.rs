@@ -65,6 +65,7 @@ conformance! {
     watch::watch_hand_off_under_writes,
     watch::watch_progress_on_idle,
     watch::watch_from_a_future_revision,
+    watch::watch_many_overlapping_ranges,
     compaction::compacted_reads_fail,
     compaction::compacted_watch_fails,
     compaction::compact_rejects_bad_revisions,

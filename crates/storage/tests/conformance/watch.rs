@@ -311,3 +311,109 @@ pub async fn watch_from_a_future_revision(ctx: &Ctx) {
         .collect();
     assert_eq!(got, want);
 }
+
+/// Many watches at once with nested, duplicate, non-`/`-boundary prefix,
+/// single-key and arbitrary ranges, some starting in the future: each gets
+/// exactly the events in its range, in order, every revision whole (a
+/// delete_range's events in one message).
+pub async fn watch_many_overlapping_ranges(ctx: &Ctx) {
+    let now = ctx.store.current_revision().await.expect("revision");
+    // (description, start, end, start revision)
+    let mut specs: Vec<(String, Vec<u8>, Vec<u8>, Revision)> = Vec::new();
+    let mut prefix = |p: &str, from: Revision| {
+        let start = ctx.key(p);
+        let end = prefix_end(&start).to_vec();
+        specs.push((format!("prefix {p} from {from}"), start, end, from));
+    };
+    prefix("m/", now + 1);
+    prefix("m/", now + 1);
+    prefix("m/", now + 6);
+    prefix("m/c1", now + 1); // also matches m/c1x/, m/c10/
+    for c in ["c0", "c1", "c1x", "c10", "c2"] {
+        prefix(&format!("m/{c}/"), now + 1);
+        prefix(&format!("m/{c}/n0/"), now + 1);
+    }
+    prefix("m/c1/", now + 1);
+    prefix("m/c2/n1/k", now + 4);
+    specs.push((
+        "key m/c2/n1/k0".into(),
+        ctx.key("m/c2/n1/k0"),
+        Vec::new(),
+        now + 1,
+    ));
+    specs.push((
+        "range [m/c1/n0/k1, m/c2/n0/k0)".into(),
+        ctx.key("m/c1/n0/k1"),
+        ctx.key("m/c2/n0/k0"),
+        now + 1,
+    ));
+    specs.push((
+        "range [m/c0/n1/, m/c10/)".into(),
+        ctx.key("m/c0/n1/"),
+        ctx.key("m/c10/"),
+        now + 1,
+    ));
+    let mut watches = Vec::new();
+    for (_, start, end, from) in &specs {
+        let mut req = WatchRequest::prefix(Bytes::from(start.clone())).from_revision(*from);
+        req.end = Bytes::from(end.clone());
+        watches.push(ctx.store.watch(req).await.expect("watch"));
+    }
+
+    // Writes over every range, then updates, then a multi-key delete.
+    let mut written: Vec<EventSig> = Vec::new();
+    let mut current: BTreeMap<Bytes, storage::KeyValue> = BTreeMap::new();
+    for c in ["c0", "c1", "c1x", "c10", "c2", "c3"] {
+        for n in ["n0", "n1"] {
+            for k in ["k0", "k1", "k2"] {
+                let kv = ctx.create(&format!("m/{c}/{n}/{k}"), "v").await;
+                written.push(put_sig(&kv, None));
+                current.insert(kv.key.clone(), kv);
+            }
+        }
+    }
+    for suffix in ["m/c2/n1/k0", "m/c1/n0/k2", "m/c10/n1/k1"] {
+        let key = Bytes::from(ctx.key(suffix));
+        let old = current.get(&key).cloned().expect("written");
+        let kv = ctx.update(&old, "v2").await;
+        written.push(put_sig(&kv, Some(&old)));
+        current.insert(key, kv);
+    }
+    let (start, end) = (ctx.key("m/c1/"), prefix_end(&ctx.key("m/c1/")));
+    let deleted = ctx
+        .store
+        .delete_range(&start, &end)
+        .await
+        .expect("delete_range");
+    assert_eq!(deleted.deleted, 6);
+    for (key, kv) in current.range(Bytes::from(start)..Bytes::from(end.to_vec())) {
+        assert!(key.starts_with(&ctx.key("m/c1/")));
+        written.push(delete_sig(kv, deleted.revision));
+    }
+
+    for ((what, start, end, from), mut watch) in specs.iter().zip(watches) {
+        let want: Vec<EventSig> = written
+            .iter()
+            .filter(|e| e.2 >= *from)
+            .filter(|e| {
+                if end.is_empty() {
+                    e.1[..] == start[..]
+                } else {
+                    storage::in_range(&e.1, start, end)
+                }
+            })
+            .cloned()
+            .collect();
+        assert!(!want.is_empty(), "{what}: the test writes into every range");
+        let mut got: Vec<EventSig> = Vec::new();
+        while got.len() < want.len() {
+            let events = next_events(&mut watch).await;
+            let first = events[0].revision();
+            if let Some(prev) = got.last() {
+                assert!(prev.2 < first, "{what}: a revision split over messages");
+            }
+            got.extend(events.iter().map(sig));
+        }
+        assert_eq!(got, want, "{what}");
+    }
+}
