@@ -172,7 +172,7 @@ fn row(item: &Value, parent: &WorkspacePath) {
     let path = parent.child(name);
     println!(
         "{:<32} {:<12} {:<18} {}",
-        path,
+        path.as_str(),
         item["status"]["phase"].as_str().unwrap_or(""),
         item["spec"]["cluster"].as_str().unwrap_or(""),
         item["status"]["url"].as_str().unwrap_or(""),
