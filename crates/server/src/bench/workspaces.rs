@@ -38,6 +38,8 @@ pub struct WorkspaceFigures {
     pub get_old_p99_ms: Option<f64>,
     pub get_fresh_p99_ms: Option<f64>,
     pub restart_ready_s: f64,
+    /// RSS of the restarted server once ready (no creation garbage).
+    pub rss_after_restart_mib: f64,
     /// As the restarted server logged it.
     pub index_load_ms: Option<u64>,
 }
@@ -119,12 +121,22 @@ fn index_load_ms(dir: &Path) -> Option<u64> {
         .lines()
         .rev()
         .find(|l| l.contains("workspace index loaded"))?;
-    let rest = line.split("elapsed_ms").nth(1)?;
-    let digits: String = rest
-        .chars()
-        .skip_while(|c| !c.is_ascii_digit())
-        .take_while(char::is_ascii_digit)
-        .collect();
+    // Without colour codes (`\x1b[...m`), then `elapsed_ms=<n>`.
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let rest = plain.split("elapsed_ms=").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 
@@ -262,6 +274,8 @@ pub async fn run(
         process::start_server_in(exe, etcd_url, &root, dir.path(), Some(LOG_FILTER)).await?;
     fig.restart_ready_s = t.elapsed().as_secs_f64();
     fig.index_load_ms = index_load_ms(dir.path());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fig.rss_after_restart_mib = rss_bytes(server.pid()).unwrap_or(0) as f64 / 1048576.0;
     let mut c = Conn::connect(&endpoint).await?;
     let last = format!(
         "/clusters/w-{:07}/api/v1/namespaces/default",
@@ -311,7 +325,7 @@ pub async fn run(
         fig.restart_ready_s < 10.0,
     );
     report.notes.push(format!(
-        "[{target}] {n} workspaces: {:.0}/s (p99 {:.1} ms); RSS {:.1} -> {:.1} MiB ({:.0} B/workspace); storage {:.0} B/workspace; GET p99 first {:.2} ms vs newest {:.2} ms; restart {:.2} s (index load {} ms)",
+        "[{target}] {n} workspaces: {:.0}/s (p99 {:.1} ms); RSS {:.1} -> {:.1} MiB ({:.0} B/workspace); storage {:.0} B/workspace; GET p99 first {:.2} ms vs newest {:.2} ms; restart {:.2} s (index load {} ms, RSS after restart {:.1} MiB)",
         fig.create_per_sec,
         fig.create_p99_ms.unwrap_or(0.0),
         fig.rss_before_mib,
@@ -322,6 +336,7 @@ pub async fn run(
         fig.get_fresh_p99_ms.unwrap_or(0.0),
         fig.restart_ready_s,
         fig.index_load_ms.map_or("?".into(), |m| m.to_string()),
+        fig.rss_after_restart_mib,
     ));
     Ok(fig)
 }
