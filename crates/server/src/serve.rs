@@ -174,7 +174,11 @@ pub async fn serve(
     )
     .await?;
     registry.set_wildcard_allowed(config.wildcard.allow);
-    let scheme = if config.insecure_http { "http" } else { "https" };
+    let scheme = if config.insecure_http {
+        "http"
+    } else {
+        "https"
+    };
     registry.set_base_url(&format!("{scheme}://{advertise}"));
     let rbac = RbacSource::start(registry.clone())
         .await

@@ -26,7 +26,10 @@ pub enum Error {
 
     /// The requested revision is newer than the store's.
     #[error("revision {requested} is newer than the current revision {current}")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
 
     #[error("value of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },

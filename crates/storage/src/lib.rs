@@ -371,4 +371,3 @@ mod tests {
         assert!(in_range(b"zzz", b"a", b"\0"));
     }
 }
-
