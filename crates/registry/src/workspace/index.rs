@@ -20,6 +20,8 @@ use crate::status::{ApiError, ApiResult, QualifiedResource};
 
 /// Records read per page while loading.
 const LOAD_PAGE: usize = 10_000;
+/// Pages at least this large are decoded on several threads.
+const PARALLEL_FROM: usize = 2_048;
 
 /// What a load did.
 #[derive(Clone, Debug, Default)]
@@ -374,6 +376,25 @@ impl WorkspaceIndex {
         self.by_id.get(id).map(|r| r.clone())
     }
 
+    /// Decodes and places records; returns those whose parent is unknown.
+    fn load_chunk(&self, kvs: &[KeyValue]) -> Vec<Pending> {
+        let mut waiting = Vec::new();
+        for kv in kvs {
+            let Some(k) = self.prefix.parse(&kv.key, false) else {
+                continue;
+            };
+            let Some(parent) = ClusterId::parse(k.cluster) else {
+                continue;
+            };
+            if let Some(p) = self.decode(parent, kv, k.name)
+                && !self.place(&p)
+            {
+                waiting.push(p);
+            }
+        }
+        waiting
+    }
+
     /// Loads every workspace in pages of [`LOAD_PAGE`] at one revision.
     /// Records whose parent is not loaded yet wait until it is.
     pub async fn load(&self, store: &dyn Store) -> Result<LoadStats, storage::Error> {
@@ -389,18 +410,26 @@ impl WorkspaceIndex {
             let resp = store.range(req.clone()).await?;
             stats.pages += 1;
             revision.get_or_insert(resp.revision);
-            for kv in &resp.kvs {
-                let Some(k) = self.prefix.parse(&kv.key, false) else {
-                    continue;
-                };
-                let Some(parent) = ClusterId::parse(k.cluster) else {
-                    continue;
-                };
-                if let Some(p) = self.decode(parent, kv, k.name)
-                    && !self.place(&p)
-                {
-                    waiting.push(p);
-                }
+            // Large pages are decoded and placed on every core (the maps are
+            // concurrent; records of one page have distinct paths).
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+            if threads > 1 && resp.kvs.len() >= PARALLEL_FROM {
+                let chunk = resp.kvs.len().div_ceil(threads);
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = resp
+                        .kvs
+                        .chunks(chunk)
+                        .map(|c| scope.spawn(|| self.load_chunk(c)))
+                        .collect();
+                    for h in handles {
+                        match h.join() {
+                            Ok(w) => waiting.extend(w),
+                            Err(_) => tracing::error!("a workspace index loader thread panicked"),
+                        }
+                    }
+                });
+            } else {
+                waiting.extend(self.load_chunk(&resp.kvs));
             }
             match resp.kvs.last() {
                 Some(last) if resp.more => req = req.starting_after(&last.key),
