@@ -120,6 +120,7 @@ impl Registry {
             orphans = loaded.orphans,
             pages = loaded.pages,
             elapsed_ms = loaded.elapsed.as_millis() as u64,
+            fetch_ms = loaded.fetch.as_millis() as u64,
             "workspace index loaded"
         );
         workspaces.spawn_watch(store.clone(), loaded.revision);

@@ -31,6 +31,8 @@ pub struct LoadStats {
     pub orphans: usize,
     pub pages: usize,
     pub elapsed: Duration,
+    /// Of `elapsed`, the time spent waiting for storage pages.
+    pub fetch: Duration,
     pub revision: i64,
 }
 
@@ -407,7 +409,9 @@ impl WorkspaceIndex {
             if let Some(r) = revision {
                 req = req.at_revision(r);
             }
+            let t = Instant::now();
             let resp = store.range(req.clone()).await?;
+            stats.fetch += t.elapsed();
             stats.pages += 1;
             revision.get_or_insert(resp.revision);
             // Large pages are decoded and placed on every core (the maps are
