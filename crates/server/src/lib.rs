@@ -81,6 +81,9 @@ pub struct Operations {
 /// How long a ServiceAccount lookup for a bound token is trusted.
 const SA_CHECK_TTL: Duration = Duration::from_secs(5);
 
+/// Service accounts seen alive recently: (cluster, namespace, name) -> (uid, checked at).
+type ServiceAccountCache = DashMap<(ClusterId, String, String), (String, Instant)>;
+
 /// Shared by every request.
 #[derive(Clone)]
 pub struct AppState {
@@ -98,7 +101,7 @@ pub struct AppState {
     watches: Arc<watch_limits::WatchLimits>,
     /// (cluster, namespace, name) -> (uid, checked at) of ServiceAccounts
     /// behind bound tokens.
-    service_accounts: Arc<DashMap<(ClusterId, String, String), (String, Instant)>>,
+    service_accounts: Arc<ServiceAccountCache>,
 }
 
 impl AppState {

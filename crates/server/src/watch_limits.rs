@@ -10,13 +10,14 @@ use registry::status::{Reason, StatusDetails};
 
 use crate::error::ApiError;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct WatchLimits {
     per_workspace: DashMap<String, u32>,
     per_user: DashMap<String, u32>,
 }
 
 /// One open watch; dropping it frees the slot.
+#[derive(Debug)]
 pub struct WatchSlot {
     limits: Arc<WatchLimits>,
     workspace: String,
