@@ -379,7 +379,8 @@ impl WorkspaceIndex {
     }
 
     /// Decodes and places records; returns those whose parent is unknown.
-    fn load_chunk(&self, kvs: &[KeyValue]) -> Vec<Pending> {
+    /// `seen` collects the ids of a reload.
+    fn load_chunk(&self, kvs: &[KeyValue], seen: Option<&DashSet<ClusterId>>) -> Vec<Pending> {
         let mut waiting = Vec::new();
         for kv in kvs {
             let Some(k) = self.prefix.parse(&kv.key, false) else {
@@ -388,18 +389,47 @@ impl WorkspaceIndex {
             let Some(parent) = ClusterId::parse(k.cluster) else {
                 continue;
             };
-            if let Some(p) = self.decode(parent, kv, k.name)
-                && !self.place(&p)
-            {
-                waiting.push(p);
+            if let Some(p) = self.decode(parent, kv, k.name) {
+                if let Some(seen) = seen {
+                    seen.insert(p.id.clone());
+                }
+                if !self.place(&p) {
+                    waiting.push(p);
+                }
             }
         }
         waiting
     }
 
+    /// [`Self::load`] after the watch was lost: also forgets workspaces
+    /// whose records disappeared meanwhile (the watch would have said so).
+    pub async fn reload(&self, store: &dyn Store) -> Result<LoadStats, storage::Error> {
+        let seen = DashSet::new();
+        let stats = self.load_inner(store, Some(&seen)).await?;
+        let gone: Vec<Arc<WorkspaceRecord>> = self
+            .by_id
+            .iter()
+            // Created after the snapshot: the restarted watch covers it.
+            .filter(|r| r.parent.is_some() && r.revision <= stats.revision && !seen.contains(&r.id))
+            .map(|r| r.clone())
+            .collect();
+        for rec in gone {
+            self.forget_subtree(&rec);
+        }
+        Ok(stats)
+    }
+
     /// Loads every workspace in pages of [`LOAD_PAGE`] at one revision.
     /// Records whose parent is not loaded yet wait until it is.
     pub async fn load(&self, store: &dyn Store) -> Result<LoadStats, storage::Error> {
+        self.load_inner(store, None).await
+    }
+
+    async fn load_inner(
+        &self,
+        store: &dyn Store,
+        seen: Option<&DashSet<ClusterId>>,
+    ) -> Result<LoadStats, storage::Error> {
         let started = Instant::now();
         let mut stats = LoadStats::default();
         let mut req = RangeRequest::prefix(self.prefix.as_bytes().to_vec()).limit(LOAD_PAGE);
@@ -423,7 +453,7 @@ impl WorkspaceIndex {
                     let handles: Vec<_> = resp
                         .kvs
                         .chunks(chunk)
-                        .map(|c| scope.spawn(|| self.load_chunk(c)))
+                        .map(|c| scope.spawn(|| self.load_chunk(c, seen)))
                         .collect();
                     for h in handles {
                         match h.join() {
@@ -433,7 +463,7 @@ impl WorkspaceIndex {
                     }
                 });
             } else {
-                waiting.extend(self.load_chunk(&resp.kvs));
+                waiting.extend(self.load_chunk(&resp.kvs, seen));
             }
             match resp.kvs.last() {
                 Some(last) if resp.more => req = req.starting_after(&last.key),
@@ -490,7 +520,7 @@ impl WorkspaceIndex {
                     Err(e) => tracing::warn!(error = %e, "workspace watch could not start"),
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                match this.load(store.as_ref()).await {
+                match this.reload(store.as_ref()).await {
                     Ok(stats) => from = stats.revision,
                     Err(e) => tracing::warn!(error = %e, "workspace reload failed"),
                 }
