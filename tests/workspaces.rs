@@ -530,3 +530,59 @@ async fn wildcard_lists_and_watches_every_workspace() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_and_the_wsgate_workspace_cli() -> Result<()> {
+    let s = Server::start(Engine::Embedded)?;
+    // `wsgate workspace ...` against the running server.
+    let url = s.url();
+    let cli = |args: &[&str]| -> Result<String> {
+        let mut a = vec!["workspace", "--server", url.as_str()];
+        a.extend_from_slice(args);
+        s.wsgate(&a)
+    };
+    cli(&["create", "acme", "-l", "tier=gold"])?;
+    cli(&["create", "acme:team-a"])?;
+    let got = cli(&["get", "acme:team-a"])?;
+    assert!(got.contains("phase:     Ready"), "{got}");
+    assert!(got.contains("/clusters/acme:team-a"), "{got}");
+    let listed = cli(&["list", "acme"])?;
+    assert!(listed.contains("acme:team-a"), "{listed}");
+    let json_out = cli(&["get", "acme", "-o", "json"])?;
+    let v: Value = serde_json::from_str(&json_out)?;
+    assert_eq!(v["metadata"]["labels"]["tier"], "gold");
+    cli(&["delete", "acme:team-a", "--wait"])?;
+    assert_eq!(
+        s.get_json("/clusters/acme:team-a/api/v1/namespaces", None)?
+            .0,
+        404
+    );
+
+    // kubectl: create a Workspace from a file in root, then use it.
+    let Some(bin) = wsgate_e2e::kubectl_or_skip("kubectl_and_the_wsgate_workspace_cli") else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("beta.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: tenancy.wsgate.io/v1alpha1\nkind: Workspace\nmetadata:\n  name: beta\n",
+    )?;
+    let root = wsgate_e2e::Kubectl::new(bin.clone(), s.workspace_url("root"))?;
+    root.ok(&["create", "-f", &file.to_string_lossy()])?;
+    let table = root.ok(&["get", "workspaces"])?;
+    let header = table.lines().next().unwrap_or("");
+    for col in ["NAME", "PHASE", "URL", "AGE"] {
+        assert!(header.contains(col), "{table}");
+    }
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("beta") && l.contains("Ready")),
+        "{table}"
+    );
+    let beta = wsgate_e2e::Kubectl::new(bin, s.workspace_url("beta"))?;
+    beta.ok(&["create", "configmap", "c", "--from-literal=k=v"])?;
+    assert!(beta.ok(&["get", "configmaps"])?.contains('c'));
+    Ok(())
+}
