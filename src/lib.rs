@@ -185,10 +185,20 @@ impl Server {
     fn load_tls(&self) -> Result<TlsInfo> {
         let ca_pem = std::fs::read_to_string(self.data_dir().join("pki").join("ca.crt"))?;
         let kubeconfig = std::fs::read_to_string(self.data_dir().join("admin.kubeconfig"))?;
-        let admin_token = kubeconfig
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("token:"))
-            .map(|t| t.trim().trim_matches('"').trim_matches('\'').to_owned())
+        // `token: <value>`, or a folded scalar (`token: >-` and the value
+        // on the next line).
+        let lines: Vec<&str> = kubeconfig.lines().collect();
+        let admin_token = lines
+            .iter()
+            .position(|l| l.trim().starts_with("token:"))
+            .and_then(|i| {
+                let v = lines[i].trim().trim_start_matches("token:").trim();
+                if v.is_empty() || v.starts_with('>') || v.starts_with('|') {
+                    lines.get(i + 1).map(|n| n.trim().to_owned())
+                } else {
+                    Some(v.trim_matches('"').trim_matches('\'').to_owned())
+                }
+            })
             .context("admin.kubeconfig has no token")?;
         let mut roots = rustls::RootCertStore::empty();
         use rustls::pki_types::pem::PemObject;
