@@ -211,14 +211,17 @@ fn main() -> anyhow::Result<()> {
                     })?)
                 }
             };
-            let server = a.server.unwrap_or_else(|| {
-                format!(
-                    "https://{}",
+            // An explicit address wins; else where the server said it runs
+            // (its admin kubeconfig holds the bound port); else the config.
+            let server = a
+                .server
+                .or_else(|| {
                     cfg.advertise_address
-                        .clone()
-                        .unwrap_or_else(|| cfg.listen.to_string())
-                )
-            });
+                        .as_ref()
+                        .map(|addr| format!("https://{addr}"))
+                })
+                .or_else(|| cli::workspace::admin_server_url(&cfg.data_dir))
+                .unwrap_or_else(|| format!("https://{}", cfg.listen));
             let yaml = kubeconfig::render_yaml(&KubeconfigParams {
                 server: &server,
                 workspace: &workspace,

@@ -226,6 +226,16 @@ fn target(c: &ConnArgs) -> anyhow::Result<Target> {
     Ok(t)
 }
 
+/// The server root URL recorded in `<data_dir>/admin.kubeconfig` (written by
+/// `wsgate serve` with the address it bound), if the file is there.
+pub fn admin_server_url(data_dir: &Path) -> Option<String> {
+    let path = data_dir.join("admin.kubeconfig");
+    if !path.exists() {
+        return None;
+    }
+    from_kubeconfig(&path).ok().map(|t| t.base)
+}
+
 /// The current context's server (without `/clusters/...`), token and CA.
 fn from_kubeconfig(path: &Path) -> anyhow::Result<Target> {
     let text = std::fs::read_to_string(path)
