@@ -294,7 +294,7 @@ pub struct AuthSection {
     #[serde(with = "units::duration")]
     pub service_account_token_max_ttl: Duration,
     /// Other token issuers (`[[auth.issuers]]`).
-    pub issuers: Vec<IssuerSection>,
+    pub issuers: Vec<ExternalIssuerConfig>,
 }
 
 impl Default for AuthSection {
@@ -307,48 +307,6 @@ impl Default for AuthSection {
             service_account_token_ttl: Duration::from_secs(DEFAULT_EXPIRATION_SECONDS as u64),
             service_account_token_max_ttl: Duration::from_secs(MAX_EXPIRATION_SECONDS as u64),
             issuers: Vec::new(),
-        }
-    }
-}
-
-/// `ExternalIssuerConfig` with snake_case keys.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerSection {
-    pub issuer: String,
-    pub audiences: Vec<String>,
-    #[serde(default)]
-    pub public_key_files: Vec<PathBuf>,
-    #[serde(default)]
-    pub jwks_file: Option<PathBuf>,
-    #[serde(default = "default_username_claim")]
-    pub username_claim: String,
-    #[serde(default)]
-    pub username_prefix: Option<String>,
-    #[serde(default)]
-    pub groups_claim: Option<String>,
-    #[serde(default)]
-    pub groups_prefix: String,
-    #[serde(default)]
-    pub workspaces_claim: Option<String>,
-}
-
-fn default_username_claim() -> String {
-    "sub".to_owned()
-}
-
-impl From<&IssuerSection> for ExternalIssuerConfig {
-    fn from(i: &IssuerSection) -> Self {
-        ExternalIssuerConfig {
-            issuer: i.issuer.clone(),
-            audiences: i.audiences.clone(),
-            public_key_files: i.public_key_files.clone(),
-            jwks_file: i.jwks_file.clone(),
-            username_claim: i.username_claim.clone(),
-            username_prefix: i.username_prefix.clone(),
-            groups_claim: i.groups_claim.clone(),
-            groups_prefix: i.groups_prefix.clone(),
-            workspaces_claim: i.workspaces_claim.clone(),
         }
     }
 }
@@ -889,7 +847,7 @@ impl Config {
     }
 
     pub fn external_issuers(&self) -> Vec<ExternalIssuerConfig> {
-        self.auth.issuers.iter().map(Into::into).collect()
+        self.auth.issuers.clone()
     }
 
     /// Semantic checks serde cannot express.

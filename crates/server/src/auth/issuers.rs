@@ -19,9 +19,10 @@ use super::AuthError;
 use super::token::{LEEWAY_SECONDS, map_jwt_error};
 use super::user::{User, WorkspaceScope};
 
-/// One external issuer, as written in the config file.
+/// One external issuer, as written in the config file (`[[auth.issuers]]`,
+/// snake_case keys like the rest of the file).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct ExternalIssuerConfig {
     /// Must equal the tokens' `iss`.
     pub issuer: String,

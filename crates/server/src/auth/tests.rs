@@ -444,10 +444,10 @@ fn external_config(issuer: &str) -> ExternalIssuerConfig {
     serde_json::from_value(json!({
         "issuer": issuer,
         "audiences": ["wsgate"],
-        "usernameClaim": "email",
-        "groupsClaim": "groups",
-        "groupsPrefix": "oidc:",
-        "workspacesClaim": "ws",
+        "username_claim": "email",
+        "groups_claim": "groups",
+        "groups_prefix": "oidc:",
+        "workspaces_claim": "ws",
     }))
     .unwrap()
 }
