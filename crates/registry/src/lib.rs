@@ -4,6 +4,7 @@
 
 pub mod builtin;
 pub mod cluster;
+pub mod crd;
 pub mod discovery;
 pub mod fieldmanager;
 pub mod gc;
