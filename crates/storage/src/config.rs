@@ -27,6 +27,10 @@ pub struct EmbeddedConfig {
     /// How often an idle watch with progress notification hears the revision.
     #[serde(default = "default_progress_interval", with = "humantime_secs")]
     pub progress_interval: Duration,
+    /// Bytes of redb page cache (read cache plus write buffer). Values of
+    /// keys outside the history window are read through it.
+    #[serde(default = "default_cache_bytes")]
+    pub cache_bytes: usize,
 }
 
 impl EmbeddedConfig {
@@ -36,6 +40,7 @@ impl EmbeddedConfig {
             history_age: default_history_age(),
             history_revisions: default_history_revisions(),
             progress_interval: default_progress_interval(),
+            cache_bytes: default_cache_bytes(),
         }
     }
 }
@@ -83,6 +88,9 @@ fn default_history_age() -> Duration {
 }
 fn default_history_revisions() -> i64 {
     100_000
+}
+fn default_cache_bytes() -> usize {
+    64 << 20
 }
 fn default_progress_interval() -> Duration {
     Duration::from_secs(5)

@@ -5,13 +5,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use bytes::Bytes;
+use redb::{
+    Builder, Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition,
+};
 
 use super::encoding;
 use super::history::RevisionEntry;
 use super::lease::LeaseRecord;
 use super::mvcc::Snapshot;
-use crate::{Error, EventKind, LeaseId, Result, Revision};
+use crate::{Error, EventKind, KeyValue, LeaseId, Result, Revision};
 
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "wsgate.redb";
@@ -36,6 +40,84 @@ pub struct Disk {
     db: Database,
 }
 
+/// A read view of the `live` table at one committed state: where the
+/// values of cold keys are read from. It pins that state's pages in the
+/// file until dropped, so the writer replaces it with every batch.
+pub struct LiveSnapshot {
+    table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+/// Cold values wanted in one read at most this far apart are read by one
+/// forward scan of the table instead of one lookup each.
+const SCAN_RATHER_THAN_GET: usize = 8;
+
+impl LiveSnapshot {
+    /// Sets the value of every `kvs[i]` for `i` in `cold` (ascending, and
+    /// the keys in key order, as a range returns them) from the snapshot.
+    /// Checks each row's revision, so a value can never come from another
+    /// version than the one the memory state named.
+    pub fn fill(&self, kvs: &mut [KeyValue], cold: &[usize]) -> Result<()> {
+        if cold.len() < SCAN_RATHER_THAN_GET {
+            for &i in cold {
+                let kv = &mut kvs[i];
+                let row = self
+                    .table
+                    .get(&kv.key[..])
+                    .map_err(|e| db_error("live", e))?
+                    .ok_or_else(|| missing(&kv.key))?;
+                kv.value = checked_value(kv, row.value())?;
+            }
+            return Ok(());
+        }
+        let (Some(&first), Some(&last)) = (cold.first(), cold.last()) else {
+            return Ok(());
+        };
+        let (from, to) = (kvs[first].key.clone(), kvs[last].key.clone());
+        let mut rows = self
+            .table
+            .range::<&[u8]>(&from[..]..=&to[..])
+            .map_err(|e| db_error("live", e))?;
+        for &i in cold {
+            let kv = &mut kvs[i];
+            loop {
+                let (k, v) = rows
+                    .next()
+                    .ok_or_else(|| missing(&kv.key))?
+                    .map_err(|e| db_error("live", e))?;
+                match k.value().cmp(&kv.key[..]) {
+                    std::cmp::Ordering::Less => continue,
+                    std::cmp::Ordering::Equal => {
+                        kv.value = checked_value(kv, v.value())?;
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => return Err(missing(&kv.key)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn checked_value(kv: &KeyValue, row: &[u8]) -> Result<Bytes> {
+    let meta = encoding::decode_meta(row)?;
+    if meta.mod_revision != kv.mod_revision {
+        return Err(Error::Corrupted(format!(
+            "key {} is at revision {} on disk, {} in memory",
+            String::from_utf8_lossy(&kv.key),
+            meta.mod_revision,
+            kv.mod_revision
+        )));
+    }
+    Ok(Bytes::copy_from_slice(encoding::decode_value(row)?))
+}
+
+fn missing(key: &[u8]) -> Error {
+    Error::Corrupted(format!(
+        "key {} is live in memory but missing from the live table",
+        String::from_utf8_lossy(key)
+    ))
+}
+
 /// Everything one group commit writes.
 pub struct Commit<'a> {
     pub entries: &'a [Arc<RevisionEntry>],
@@ -47,12 +129,16 @@ pub struct Commit<'a> {
 }
 
 impl Disk {
-    /// Opens (creating if needed) the database in `dir` and reads all of it.
-    pub fn open(dir: &Path) -> Result<(Disk, Snapshot)> {
+    /// Opens (creating if needed) the database in `dir` and reads the
+    /// keys, the log and the leases (not the live values). `cache_bytes`
+    /// bounds redb's page cache (read cache plus write buffer).
+    pub fn open(dir: &Path, cache_bytes: usize) -> Result<(Disk, Snapshot)> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::unavailable(format!("creating {}", dir.display()), e))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path)
+        let db = Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(&path)
             .map_err(|e| db_error(&format!("opening {}", path.display()), e))?;
         let disk = Disk { db };
         disk.init()?;
@@ -99,12 +185,17 @@ impl Disk {
         let compacted = counter(META_COMPACTED)?;
         let next_lease = counter(META_NEXT_LEASE)?;
 
-        let mut live = Vec::new();
+        // Keys and their bookkeeping only: values stay on disk until read.
         let table = txn.open_table(LIVE).map_err(|e| db_error("live", e))?;
+        let mut live = Vec::with_capacity(
+            usize::try_from(table.len().map_err(|e| db_error("live", e))?).unwrap_or(0),
+        );
         for row in table.iter().map_err(|e| db_error("live", e))? {
             let (k, v) = row.map_err(|e| db_error("live", e))?;
-            let key = bytes::Bytes::copy_from_slice(k.value());
-            live.push(encoding::decode_kv(key, v.value())?);
+            live.push((
+                Box::<[u8]>::from(k.value()),
+                encoding::decode_meta(v.value())?,
+            ));
         }
 
         let mut log = Vec::new();
@@ -129,6 +220,13 @@ impl Disk {
             log,
             leases,
         })
+    }
+
+    /// A read view of the live table as last committed.
+    pub fn snapshot(&self) -> Result<Arc<LiveSnapshot>> {
+        let txn = self.db.begin_read().map_err(|e| db_error("begin", e))?;
+        let table = txn.open_table(LIVE).map_err(|e| db_error("live", e))?;
+        Ok(Arc::new(LiveSnapshot { table }))
     }
 
     /// Writes one group commit in one transaction and returns only once it

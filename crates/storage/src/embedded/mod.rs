@@ -10,9 +10,13 @@
 //! - [`lease`]: TTL leases with absolute, persisted deadlines.
 //! - [`disk`] and [`encoding`]: the redb tables and their byte layout.
 //!
-//! Memory: the live data set plus the retained history (bounded by
-//! `history_revisions` and `history_age`) is held in memory; values are
-//! reference-counted, so history shares them with the live keys and events.
+//! Memory: every key and its bookkeeping (revisions, version, lease) is in
+//! memory; values only while the retained history (bounded by
+//! `history_revisions` and `history_age`) mentions the key ("hot"), shared
+//! with the history's events. Older ("cold") values are read from the
+//! file through redb's page cache (`cache_bytes`), via a read snapshot the
+//! writer renews with every batch, so a cold read sees exactly the state
+//! the memory index is at.
 
 mod disk;
 mod encoding;
@@ -102,10 +106,20 @@ impl EmbeddedStore {
 
     pub async fn open_with(config: &EmbeddedConfig, options: EmbeddedOptions) -> Result<Self> {
         let dir = config.data_dir.clone();
+        let cache_bytes = config.cache_bytes;
         // Reading the whole file is blocking work; keep it off the executor.
         let (disk, state) = tokio::task::spawn_blocking(move || -> Result<(Disk, State)> {
-            let (disk, snapshot) = Disk::open(&dir)?;
-            Ok((disk, State::restore(snapshot)?))
+            let started = std::time::Instant::now();
+            let (disk, snapshot) = Disk::open(&dir, cache_bytes)?;
+            let read = started.elapsed();
+            let mut state = State::restore(snapshot)?;
+            state.disk = Some(disk.snapshot()?);
+            tracing::debug!(
+                read_ms = read.as_millis() as u64,
+                total_ms = started.elapsed().as_millis() as u64,
+                "embedded store loaded"
+            );
+            Ok((disk, state))
         })
         .await
         .map_err(|e| Error::unavailable("embedded store open task failed", e))??;
@@ -114,6 +128,7 @@ impl EmbeddedStore {
             revision = state.revision,
             compacted = state.compacted,
             keys = state.tracked_keys(),
+            hot_keys = state.hot_keys(),
             history = state.history.len(),
             leases = state.leases.len(),
             "embedded store opened"
@@ -212,23 +227,26 @@ fn lease_arg(lease: Option<LeaseId>) -> Option<LeaseId> {
 impl Store for EmbeddedStore {
     async fn get(&self, key: &[u8], revision: Option<Revision>) -> Result<GetResponse> {
         check_key(key)?;
-        let state = self.shared.state.read();
-        let at = state.resolve(revision)?;
-        let kv = if at == state.revision {
-            state.latest(key)
-        } else {
-            state.get_at(key, at)
+        let (found, at) = {
+            let state = self.shared.state.read();
+            let at = state.resolve(revision)?;
+            (state.get_at(key, at), at)
         };
+        // A cold value is read with the lock released.
         Ok(GetResponse {
-            kv: kv.cloned(),
+            kv: found.complete()?.pop(),
             revision: at,
         })
     }
 
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
-        let state = self.shared.state.read();
-        let at = state.resolve(req.revision)?;
-        Ok(state.range(&req, at))
+        let (found, mut resp) = {
+            let state = self.shared.state.read();
+            let at = state.resolve(req.revision)?;
+            state.range(&req, at)
+        };
+        resp.kvs = found.complete()?;
+        Ok(resp)
     }
 
     async fn create(&self, key: &[u8], value: Bytes, lease: Option<LeaseId>) -> Result<KeyValue> {

@@ -7,12 +7,13 @@
 //! them fast and never queued behind a commit. The `live` and `log` tables
 //! on disk are what this is rebuilt from at open.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::disk::LiveSnapshot;
 use super::history::{History, RevisionEntry};
 use super::lease::{LeaseRecord, Leases};
 use crate::{Error, EventKind, KeyValue, LeaseId, RangeRequest, RangeResponse, Result, Revision};
@@ -41,6 +42,78 @@ impl Version {
     }
 }
 
+/// A key's bookkeeping without its value (32 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub create_revision: Revision,
+    pub mod_revision: Revision,
+    pub version: i64,
+    /// 0: no lease.
+    pub lease: LeaseId,
+}
+
+impl Meta {
+    pub fn of(kv: &KeyValue) -> Meta {
+        Meta {
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            lease: kv.lease.unwrap_or(0),
+        }
+    }
+
+    pub fn with(&self, key: Bytes, value: Bytes) -> KeyValue {
+        KeyValue {
+            key,
+            value,
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+            lease: (self.lease != 0).then_some(self.lease),
+        }
+    }
+}
+
+/// What memory holds for one key.
+#[derive(Debug)]
+enum Slot {
+    /// A key untouched since the compaction point: one live version, its
+    /// value only on disk (the `live` table). Most keys of a large, mostly
+    /// idle store are cold, which is what keeps memory per key small.
+    Cold(Meta),
+    /// Versions in ascending revision order, values included; never empty.
+    /// A key is hot while the retained history mentions it.
+    Hot(Vec<Version>),
+}
+
+/// Key-values found under the state lock whose values may still have to
+/// be read from the disk snapshot (with the lock released).
+#[derive(Default)]
+pub struct Found {
+    pub kvs: Vec<KeyValue>,
+    /// Positions in `kvs` whose value is on disk only.
+    pub cold: Vec<usize>,
+    /// The disk state matching the memory state the keys were read at.
+    pub snapshot: Option<Arc<LiveSnapshot>>,
+}
+
+impl Found {
+    /// Reads the cold values. Call with the state lock released: this may
+    /// wait for the disk.
+    pub fn complete(mut self) -> Result<Vec<KeyValue>> {
+        if self.cold.is_empty() {
+            return Ok(self.kvs);
+        }
+        let Some(snapshot) = self.snapshot else {
+            return Err(Error::Corrupted(
+                "embedded store: a value is on disk but no disk snapshot is open".into(),
+            ));
+        };
+        snapshot.fill(&mut self.kvs, &self.cold)?;
+        Ok(self.kvs)
+    }
+}
+
 /// The whole engine state readers see. Guarded by one `RwLock`: the writer
 /// takes it for writing only to apply an already durable batch, so readers
 /// wait at most for an in-memory apply, never for the disk.
@@ -49,10 +122,14 @@ pub struct State {
     pub compacted: Revision,
     /// Next lease id to hand out; persisted so ids are never reused.
     pub next_lease: LeaseId,
-    /// Versions per key in ascending revision order; never empty.
-    keys: BTreeMap<Bytes, Vec<Version>>,
+    /// Every key that is live or has retained history.
+    keys: BTreeMap<Box<[u8]>, Slot>,
     pub history: History,
     pub leases: Leases,
+    /// A read view of the `live` table at exactly `revision`: where cold
+    /// values are read from. Replaced by the writer with every applied
+    /// batch. `None` only in unit tests without a database.
+    pub disk: Option<Arc<LiveSnapshot>>,
 }
 
 /// What the disk held at open.
@@ -60,27 +137,49 @@ pub struct Snapshot {
     pub revision: Revision,
     pub compacted: Revision,
     pub next_lease: LeaseId,
-    pub live: Vec<KeyValue>,
+    /// The live table without its values, in key order.
+    pub live: Vec<(Box<[u8]>, Meta)>,
     pub log: Vec<RevisionEntry>,
     pub leases: Vec<(LeaseId, LeaseRecord)>,
 }
 
 impl State {
-    /// Rebuilds the versions of every key from the live table and the log:
-    /// the first logged event of a key carries the value it had before,
-    /// which is its version at the compaction point.
+    /// Rebuilds the key space: every live key starts cold (its value stays
+    /// on disk); the log then makes the keys it mentions hot, starting from
+    /// the value each had at the compaction point (the `prev_kv` of its
+    /// first logged event).
     pub fn restore(snap: Snapshot) -> Result<State> {
+        let mut leases = Leases::default();
+        for (id, rec) in snap.leases {
+            leases.upsert(id, rec);
+        }
+        for (key, meta) in &snap.live {
+            if meta.lease != 0 && !leases.attach(meta.lease, &Bytes::copy_from_slice(key)) {
+                tracing::warn!(
+                    key = %String::from_utf8_lossy(key),
+                    lease = meta.lease,
+                    "key is attached to a lease that no longer exists; it will not expire"
+                );
+            }
+        }
+        // Sorted input: the map is bulk-built with full nodes.
+        let keys: BTreeMap<Box<[u8]>, Slot> = snap
+            .live
+            .into_iter()
+            .map(|(k, m)| (k, Slot::Cold(m)))
+            .collect();
         let mut state = State {
             revision: snap.revision,
             compacted: snap.compacted,
             next_lease: snap.next_lease,
-            keys: BTreeMap::new(),
+            keys,
             history: History::default(),
-            leases: Leases::default(),
+            leases,
+            disk: None,
         };
-        for (id, rec) in snap.leases {
-            state.leases.upsert(id, rec);
-        }
+        // The live record of each key the log mentions, to check against
+        // the log's last word on it.
+        let mut live_of_logged: HashMap<Bytes, Option<Meta>> = HashMap::new();
         // Entries start at the compaction point and strictly increase.
         let mut last = snap.compacted - 1;
         for entry in snap.log {
@@ -92,13 +191,25 @@ impl State {
             }
             last = entry.revision;
             for ev in &entry.events {
-                let versions = state.keys.entry(ev.kv.key.clone()).or_insert_with(|| {
-                    ev.prev_kv.iter().map(|p| Version::Put(p.clone())).collect()
-                });
-                versions.push(match ev.kind {
+                let key = &ev.kv.key;
+                let version = match ev.kind {
                     EventKind::Put => Version::Put(ev.kv.clone()),
                     EventKind::Delete => Version::Tombstone(entry.revision),
-                });
+                };
+                match state.keys.get_mut(&key[..]) {
+                    Some(Slot::Hot(versions)) => versions.push(version),
+                    other => {
+                        let live = match other {
+                            Some(Slot::Cold(meta)) => Some(*meta),
+                            _ => None,
+                        };
+                        live_of_logged.insert(key.clone(), live);
+                        let mut versions: Vec<Version> =
+                            ev.prev_kv.iter().map(|p| Version::Put(p.clone())).collect();
+                        versions.push(version);
+                        state.keys.insert(key.to_vec().into(), Slot::Hot(versions));
+                    }
+                }
             }
             state.history.push(Arc::new(entry));
         }
@@ -108,38 +219,25 @@ impl State {
                 snap.revision
             )));
         }
-        let mut live_keys = HashSet::with_capacity(snap.live.len());
-        for kv in snap.live {
-            match state.keys.get(&kv.key).and_then(|v| v.last()) {
-                Some(Version::Put(logged)) if logged.mod_revision == kv.mod_revision => {}
-                Some(_) => {
+        for (key, live) in live_of_logged {
+            let Some(Slot::Hot(versions)) = state.keys.get(&key[..]) else {
+                continue;
+            };
+            let agrees = match (versions.last(), live) {
+                (Some(Version::Put(kv)), Some(meta)) => kv.mod_revision == meta.mod_revision,
+                (Some(Version::Tombstone(_)), None) => true,
+                (Some(Version::Put(_)), None) => {
                     return Err(Error::Corrupted(format!(
-                        "key {} disagrees with its logged history",
-                        String::from_utf8_lossy(&kv.key)
+                        "key {} is in the log but missing from the live table",
+                        String::from_utf8_lossy(&key)
                     )));
                 }
-                None => {
-                    state
-                        .keys
-                        .insert(kv.key.clone(), vec![Version::Put(kv.clone())]);
-                }
-            }
-            if let Some(lease) = kv.lease
-                && !state.leases.attach(lease, &kv.key)
-            {
-                tracing::warn!(
-                    key = %String::from_utf8_lossy(&kv.key),
-                    lease,
-                    "key is attached to a lease that no longer exists; it will not expire"
-                );
-            }
-            live_keys.insert(kv.key);
-        }
-        for (key, versions) in &state.keys {
-            if matches!(versions.last(), Some(Version::Put(_))) && !live_keys.contains(key) {
+                _ => false,
+            };
+            if !agrees {
                 return Err(Error::Corrupted(format!(
-                    "key {} is in the log but missing from the live table",
-                    String::from_utf8_lossy(key)
+                    "key {} disagrees with its logged history",
+                    String::from_utf8_lossy(&key)
                 )));
             }
         }
@@ -162,54 +260,73 @@ impl State {
         }
     }
 
-    pub fn latest(&self, key: &[u8]) -> Option<&KeyValue> {
-        self.keys.get(key)?.last()?.live()
+    /// The latest version of `key` (its value possibly still on disk).
+    pub fn latest(&self, key: &[u8]) -> Found {
+        self.found(self.lookup(key, self.revision))
     }
 
-    pub fn get_at(&self, key: &[u8], at: Revision) -> Option<&KeyValue> {
-        visible_at(self.keys.get(key)?, at)
+    /// `key` as of revision `at` (its value possibly still on disk).
+    pub fn get_at(&self, key: &[u8], at: Revision) -> Found {
+        self.found(self.lookup(key, at))
     }
 
-    pub fn range(&self, req: &RangeRequest, at: Revision) -> RangeResponse {
-        let mut kvs = Vec::new();
+    /// The latest version of `key`, reading a cold value from the disk
+    /// snapshot at once (for the writer, which needs it to evaluate a
+    /// guard or to report the previous value).
+    pub fn latest_now(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        Ok(self.latest(key).complete()?.pop())
+    }
+
+    fn lookup(&self, key: &[u8], at: Revision) -> Option<Visible<'_>> {
+        let (key, slot) = self.keys.get_key_value(key)?;
+        visible(key, slot, at)
+    }
+
+    fn found(&self, v: Option<Visible<'_>>) -> Found {
+        let mut found = Found::default();
+        if let Some(v) = v {
+            found.push(v, &self.disk, false);
+        }
+        found
+    }
+
+    /// Keys in the range as of `at`; cold values are read by
+    /// [`Found::complete`] once the caller has released the lock.
+    pub fn range(&self, req: &RangeRequest, at: Revision) -> (Found, RangeResponse) {
+        let mut found = Found::default();
         let mut count: i64 = 0;
         if let Some(bounds) = key_bounds(&req.start, &req.end) {
-            for versions in self.keys.range::<[u8], _>(bounds).map(|(_, v)| v) {
-                let Some(kv) = visible_at(versions, at) else {
+            for (key, slot) in self.keys.range::<[u8], _>(bounds) {
+                let Some(v) = visible(key, slot, at) else {
                     continue;
                 };
                 count += 1;
-                if req.count_only || (req.limit > 0 && kvs.len() >= req.limit) {
+                if req.count_only || (req.limit > 0 && found.kvs.len() >= req.limit) {
                     continue;
                 }
-                kvs.push(if req.keys_only {
-                    KeyValue {
-                        value: Bytes::new(),
-                        ..kv.clone()
-                    }
-                } else {
-                    kv.clone()
-                });
+                found.push(v, &self.disk, req.keys_only);
             }
         }
-        RangeResponse {
-            more: !req.count_only && count > kvs.len() as i64,
-            kvs,
+        let resp = RangeResponse {
+            more: !req.count_only && count > found.kvs.len() as i64,
+            kvs: Vec::new(),
             count,
             revision: at,
-        }
+        };
+        (found, resp)
     }
 
     /// Live keys in `[start, end)` at the latest revision, in key order.
-    pub fn live_in<'a>(
-        &'a self,
-        start: &'a [u8],
-        end: &'a [u8],
-    ) -> impl Iterator<Item = &'a KeyValue> + 'a {
-        key_bounds(start, end)
-            .into_iter()
-            .flat_map(|b| self.keys.range::<[u8], _>(b))
-            .filter_map(|(_, v)| v.last()?.live())
+    pub fn live_in(&self, start: &[u8], end: &[u8]) -> Found {
+        let mut found = Found::default();
+        if let Some(bounds) = key_bounds(start, end) {
+            for (key, slot) in self.keys.range::<[u8], _>(bounds) {
+                if let Some(v) = visible(key, slot, self.revision) {
+                    found.push(v, &self.disk, false);
+                }
+            }
+        }
+        found
     }
 
     /// Applies one committed revision.
@@ -228,22 +345,45 @@ impl State {
                 }
                 EventKind::Delete => Version::Tombstone(entry.revision),
             };
-            self.keys.entry(key.clone()).or_default().push(version);
+            match self.keys.get_mut(&key[..]) {
+                Some(Slot::Hot(versions)) => versions.push(version),
+                Some(slot) => {
+                    // Cold: the event's previous value (which the writer
+                    // read from disk) is again the version at the
+                    // compaction point.
+                    let mut versions: Vec<Version> =
+                        ev.prev_kv.iter().map(|p| Version::Put(p.clone())).collect();
+                    versions.push(version);
+                    *slot = Slot::Hot(versions);
+                }
+                None => {
+                    self.keys
+                        .insert(key.to_vec().into(), Slot::Hot(vec![version]));
+                }
+            }
         }
         self.revision = entry.revision;
         self.history.push(entry);
     }
 
     /// Forgets history below `at`: each key keeps the version visible at
-    /// `at` (unless that is a deletion) and everything newer.
+    /// `at` (unless that is a deletion) and everything newer. A key left
+    /// with only the version visible at `at` turns cold: its value leaves
+    /// memory and is read from disk from then on.
     pub fn compact(&mut self, at: Revision) {
         let removed = self.history.drain_before(at);
-        let mut touched: HashSet<&Bytes> = HashSet::new();
-        for entry in &removed {
-            touched.extend(entry.events.iter().map(|e| &e.kv.key));
-        }
+        let mut touched: Vec<&Bytes> = removed
+            .iter()
+            .flat_map(|entry| entry.events.iter().map(|e| &e.kv.key))
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let can_cool = self.disk.is_some();
         for key in touched {
-            let Some(versions) = self.keys.get_mut(key) else {
+            let Some(slot) = self.keys.get_mut(&key[..]) else {
+                continue;
+            };
+            let Slot::Hot(versions) = slot else {
                 continue;
             };
             let visible = versions.partition_point(|v| v.revision() <= at);
@@ -253,8 +393,14 @@ impl State {
             if matches!(versions.first(), Some(Version::Tombstone(r)) if *r <= at) {
                 versions.remove(0);
             }
-            if versions.is_empty() {
-                self.keys.remove(key);
+            match versions.as_slice() {
+                [] => {
+                    self.keys.remove(&key[..]);
+                }
+                [Version::Put(kv)] if can_cool && kv.mod_revision <= at => {
+                    *slot = Slot::Cold(Meta::of(kv));
+                }
+                _ => {}
             }
         }
         self.compacted = at;
@@ -263,6 +409,49 @@ impl State {
     /// Keys currently tracked (live or with retained history).
     pub fn tracked_keys(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Keys whose values are held in memory (the others are on disk only).
+    pub fn hot_keys(&self) -> usize {
+        self.keys
+            .values()
+            .filter(|s| matches!(s, Slot::Hot(_)))
+            .count()
+    }
+}
+
+/// A version visible at the revision asked for.
+enum Visible<'a> {
+    Hot(&'a KeyValue),
+    Cold(&'a [u8], &'a Meta),
+}
+
+fn visible<'a>(key: &'a [u8], slot: &'a Slot, at: Revision) -> Option<Visible<'a>> {
+    match slot {
+        Slot::Cold(meta) => (meta.mod_revision <= at).then_some(Visible::Cold(key, meta)),
+        Slot::Hot(versions) => visible_at(versions, at).map(Visible::Hot),
+    }
+}
+
+impl Found {
+    fn push(&mut self, v: Visible<'_>, disk: &Option<Arc<LiveSnapshot>>, keys_only: bool) {
+        match v {
+            Visible::Hot(kv) if keys_only => self.kvs.push(KeyValue {
+                value: Bytes::new(),
+                ..kv.clone()
+            }),
+            Visible::Hot(kv) => self.kvs.push(kv.clone()),
+            Visible::Cold(key, meta) => {
+                if !keys_only {
+                    if self.snapshot.is_none() {
+                        self.snapshot = disk.clone();
+                    }
+                    self.cold.push(self.kvs.len());
+                }
+                self.kvs
+                    .push(meta.with(Bytes::copy_from_slice(key), Bytes::new()));
+            }
+        }
     }
 }
 
@@ -320,6 +509,7 @@ mod tests {
             keys: BTreeMap::new(),
             history: History::default(),
             leases: Leases::default(),
+            disk: None,
         }
     }
 
@@ -342,9 +532,13 @@ mod tests {
         apply(&mut s, 5, vec![del]);
         apply(&mut s, 6, vec![put("/a", "3", 2, 6, 3)]);
         s.compact(5);
-        assert_eq!(s.get_at(b"/a", 5).map(|kv| &kv.value[..]), Some(&b"2"[..]));
-        assert_eq!(s.get_at(b"/a", 6).map(|kv| &kv.value[..]), Some(&b"3"[..]));
-        assert!(s.get_at(b"/b", 5).is_none());
+        let value = |at| {
+            let kv = s.get_at(b"/a", at).complete().expect("in memory").pop();
+            kv.map(|kv| kv.value)
+        };
+        assert_eq!(value(5).as_deref(), Some(&b"2"[..]));
+        assert_eq!(value(6).as_deref(), Some(&b"3"[..]));
+        assert!(s.get_at(b"/b", 5).kvs.is_empty());
         // /b's deletion at the compaction point leaves nothing to keep.
         assert_eq!(s.tracked_keys(), 1);
         assert!(matches!(

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::Shared;
-use super::disk::{Commit, Disk};
+use super::disk::{Commit, Disk, LiveSnapshot};
 use super::encoding::tombstone;
 use super::history::RevisionEntry;
 use super::lease::{LeaseRecord, now_ms, round_ttl};
@@ -194,7 +194,18 @@ impl Writer {
                 }
                 return;
             }
-            self.apply(&plan);
+            // The read view readers take cold values from must match the
+            // memory state they see, so it is renewed with every apply.
+            let snapshot = match self.disk.snapshot() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // The previous view still holds every cold value (a key
+                    // written by this batch is hot); reads check revisions.
+                    tracing::error!(error = %e, "embedded store: renewing the read snapshot failed");
+                    None
+                }
+            };
+            self.apply(&plan, snapshot);
         }
         for (reply, outcome) in replies {
             // The caller may have given up; nothing to do then.
@@ -205,8 +216,11 @@ impl Writer {
     /// Makes a durable batch visible: to readers and to watchers in one
     /// step, under the state lock, which is what lets a new watch register
     /// without a gap or a duplicate (see `watch`).
-    fn apply(&self, plan: &Plan) {
+    fn apply(&self, plan: &Plan, snapshot: Option<Arc<LiveSnapshot>>) {
         let mut state = self.shared.state.write();
+        if let Some(snapshot) = snapshot {
+            state.disk = Some(snapshot);
+        }
         for (id, rec) in &plan.lease_upserts {
             state.leases.upsert(*id, *rec);
         }
@@ -290,10 +304,11 @@ impl<'s> Batch<'s> {
         }
     }
 
-    fn current(&self, key: &[u8]) -> Option<&KeyValue> {
+    /// The key as this batch sees it; a cold value is read from disk.
+    fn current(&self, key: &[u8]) -> Result<Option<KeyValue>> {
         match self.keys.get(key) {
-            Some(overlaid) => overlaid.as_ref(),
-            None => self.state.latest(key),
+            Some(overlaid) => Ok(overlaid.clone()),
+            None => self.state.latest_now(key),
         }
     }
 
@@ -345,9 +360,9 @@ impl<'s> Batch<'s> {
     fn eval(&mut self, op: Op) -> Result<Reply> {
         match op {
             Op::Create { key, value, lease } => {
-                if let Some(current) = self.current(&key) {
+                if let Some(current) = self.current(&key)? {
                     return Err(Error::AlreadyExists {
-                        current: Box::new(current.clone()),
+                        current: Box::new(current),
                     });
                 }
                 self.check_lease(lease)?;
@@ -373,15 +388,15 @@ impl<'s> Batch<'s> {
                 expected,
                 lease,
             } => {
-                let Some(current) = self.current(&key) else {
+                let Some(current) = self.current(&key)? else {
                     return Err(Error::NotFound { key });
                 };
                 if current.mod_revision != expected {
                     return Err(Error::Conflict {
-                        current: Some(Box::new(current.clone())),
+                        current: Some(Box::new(current)),
                     });
                 }
-                let prev = current.clone();
+                let prev = current;
                 self.check_lease(lease)?;
                 let kv = KeyValue {
                     key,
@@ -399,7 +414,7 @@ impl<'s> Batch<'s> {
                 Ok(Reply::Kv(kv))
             }
             Op::Delete { key, expected } => {
-                let Some(current) = self.current(&key) else {
+                let Some(current) = self.current(&key)? else {
                     // A guarded delete of a missing key lost a race with
                     // another delete: a conflict, as in etcd's compare.
                     return Err(match expected {
@@ -409,10 +424,10 @@ impl<'s> Batch<'s> {
                 };
                 if expected.is_some_and(|e| e != current.mod_revision) {
                     return Err(Error::Conflict {
-                        current: Some(Box::new(current.clone())),
+                        current: Some(Box::new(current)),
                     });
                 }
-                let prev = current.clone();
+                let prev = current;
                 let revision = self.commit_revision(vec![Event {
                     kind: EventKind::Delete,
                     kv: tombstone(key, self.revision + 1),
@@ -421,7 +436,7 @@ impl<'s> Batch<'s> {
                 Ok(Reply::Deleted(DeleteResponse { prev, revision }))
             }
             Op::DeleteRange { start, end } => {
-                let victims = self.live_in(&start, &end);
+                let victims = self.live_in(&start, &end)?;
                 Ok(Reply::DeletedRange(self.delete_all(victims)))
             }
             Op::Compact(at) => self.compact(at).map(|()| Reply::Done),
@@ -455,7 +470,7 @@ impl<'s> Batch<'s> {
                 if self.lease(id).is_none() {
                     return Err(Error::LeaseNotFound(id));
                 }
-                self.revoke(id);
+                self.revoke(id)?;
                 Ok(Reply::Done)
             }
         }
@@ -480,14 +495,17 @@ impl<'s> Batch<'s> {
 
     /// Reaps a lease whose deadline passed, unless this batch renewed it.
     fn expire(&mut self, id: LeaseId) {
-        if self.lease(id).is_some_and(|r| !r.alive_at(self.now_ms)) {
-            self.revoke(id);
+        if self.lease(id).is_some_and(|r| !r.alive_at(self.now_ms))
+            && let Err(e) = self.revoke(id)
+        {
+            // Retried at the next wake-up.
+            tracing::error!(lease = id, error = %e, "embedded store: lease expiry failed");
         }
     }
 
     /// Deletes every key still attached to `id` in one revision, then the
     /// lease.
-    fn revoke(&mut self, id: LeaseId) {
+    fn revoke(&mut self, id: LeaseId) -> Result<()> {
         let mut candidates: BTreeSet<Bytes> = self
             .state
             .leases
@@ -497,20 +515,25 @@ impl<'s> Batch<'s> {
         if let Some(extra) = self.attached.get(&id) {
             candidates.extend(extra.iter().cloned());
         }
-        let victims = candidates
-            .into_iter()
-            .filter_map(|k| self.current(&k).filter(|kv| kv.lease == Some(id)).cloned())
-            .collect();
+        let mut victims = Vec::new();
+        for k in candidates {
+            if let Some(kv) = self.current(&k)?
+                && kv.lease == Some(id)
+            {
+                victims.push(kv);
+            }
+        }
         self.delete_all(victims);
         self.leases.insert(id, None);
+        Ok(())
     }
 
     /// Live keys in `[start, end)` as this batch sees them, in key order.
-    fn live_in(&self, start: &[u8], end: &[u8]) -> Vec<KeyValue> {
+    fn live_in(&self, start: &[u8], end: &[u8]) -> Result<Vec<KeyValue>> {
         let mut found: BTreeMap<Bytes, KeyValue> = BTreeMap::new();
-        for kv in self.state.live_in(start, end) {
+        for kv in self.state.live_in(start, end).complete()? {
             if !self.keys.contains_key(&kv.key) {
-                found.insert(kv.key.clone(), kv.clone());
+                found.insert(kv.key.clone(), kv);
             }
         }
         if let Some(bounds) = key_bounds(start, end) {
@@ -522,7 +545,7 @@ impl<'s> Batch<'s> {
                 }
             }
         }
-        found.into_values().collect()
+        Ok(found.into_values().collect())
     }
 
     /// Deletes `victims` (in key order) in one revision; no revision when
@@ -664,7 +687,10 @@ mod tests {
         let k = kv(b.eval(create("/k", Some(lease.id))));
         assert_eq!(k.lease, Some(lease.id));
         assert!(matches!(b.eval(Op::LeaseRevoke(lease.id)), Ok(Reply::Done)));
-        assert!(b.current(b"/k").is_none(), "the revoke deleted the key");
+        assert!(
+            b.current(b"/k").expect("in memory").is_none(),
+            "the revoke deleted the key"
+        );
         assert!(matches!(
             b.eval(create("/k2", Some(lease.id))),
             Err(Error::LeaseNotFound(_))
