@@ -14,8 +14,11 @@
 //! missing, and fail instead under `CI` (`scripts/prereqs --test` installs
 //! them).
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -391,6 +394,142 @@ fn helm_app_chart_lifecycle_isolated_per_workspace() -> Result<()> {
         let s = Server::start_tls(Engine::Etcd(etcd))?;
         app_lifecycle("etcd", &s)?;
     }
+    Ok(())
+}
+
+/// (request line, Content-Type) of each request a proxy saw.
+type Wire = Mutex<Vec<(String, String)>>;
+
+/// A loopback TCP proxy that records each HTTP/1.1 request's method,
+/// path and Content-Type on its way to `upstream` (plain HTTP only).
+fn recording_proxy(upstream: u16) -> Result<(u16, Arc<Wire>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (Ok(mut c2), Ok(mut s2)) = (client.try_clone(), server.try_clone()) else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+            let log = log.clone();
+            std::thread::spawn(move || record_requests(client, server, &log));
+        }
+    });
+    Ok((port, seen))
+}
+
+/// Copies requests from `client` to `server`, parsing heads and skipping
+/// bodies by Content-Length.
+fn record_requests(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    log: &Mutex<Vec<(String, String)>>,
+) {
+    let mut buf = Vec::new();
+    let mut body_left = 0usize;
+    let mut chunk = [0u8; 16384];
+    while let Ok(n) = client.read(&mut chunk) {
+        if n == 0 || server.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            if body_left > 0 {
+                let skip = body_left.min(buf.len());
+                buf.drain(..skip);
+                body_left -= skip;
+                if body_left > 0 {
+                    break;
+                }
+            }
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                break;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            let mut lines = head.lines();
+            let request = lines.next().unwrap_or_default().to_owned();
+            let mut content_type = String::new();
+            for l in lines {
+                if let Some((k, v)) = l.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-type") {
+                        content_type = v.trim().to_owned();
+                    } else if k.eq_ignore_ascii_case("content-length") {
+                        body_left = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            if let Ok(mut log) = log.lock() {
+                log.push((request, content_type));
+            }
+        }
+    }
+    let _ = server.shutdown(std::net::Shutdown::Write);
+}
+
+/// Helm writes its release record (a Secret) as Kubernetes protobuf and
+/// does not retry with JSON: watch the wire through a recording proxy
+/// (plain HTTP, where a token-less request is the local superuser).
+#[test]
+fn helm_release_record_is_sent_as_protobuf() -> Result<()> {
+    if !helm_or_skip("helm_release_record_is_sent_as_protobuf") {
+        return Ok(());
+    }
+    let s = Server::start(Engine::Embedded)?;
+    s.create_workspace("acme")?;
+    let (port, seen) = recording_proxy(s.port)?;
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    let server = format!("http://127.0.0.1:{port}/clusters/acme");
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    });
+    std::fs::write(&kubeconfig, config.to_string())?;
+    let helm = Helm {
+        kubeconfig,
+        namespace: "shop".into(),
+    };
+    let r = helm.run(&["install", "web", "app"], Some(&json!({"hook": false})))?;
+    ensure!(r["status"] == "deployed", "{r}");
+    let seen = seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    let record = "/clusters/acme/api/v1/namespaces/shop/secrets";
+    let protobuf: Vec<&String> = seen
+        .iter()
+        .filter(|(_, ct)| ct == "application/vnd.kubernetes.protobuf")
+        .map(|(req, _)| req)
+        .collect();
+    ensure!(
+        protobuf
+            .iter()
+            .any(|r| r.starts_with(&format!("POST {record} ")))
+            && protobuf
+                .iter()
+                .any(|r| r.starts_with(&format!("PUT {record}/sh.helm.release.v1.web.v1 "))),
+        "helm's release record was not sent as protobuf: {seen:?}"
+    );
+    // And the stored record reads back as the Secret helm meant.
+    let (code, v) = s.get_json(&format!("{record}/sh.helm.release.v1.web.v1"), None)?;
+    ensure!(
+        code == 200
+            && v["type"] == "helm.sh/release.v1"
+            && v["metadata"]["labels"]["status"] == "deployed",
+        "{code} {v}"
+    );
     Ok(())
 }
 
