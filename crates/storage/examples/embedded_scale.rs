@@ -136,6 +136,7 @@ async fn create(n: usize, dir: &std::path::Path) -> Result<(), Box<dyn std::erro
         mib(idle),
         (idle.saturating_sub(before)) as f64 / n as f64
     );
+    println!("engine: {:?}", store.memory_stats());
     let file = std::fs::metadata(dir.join(storage::embedded::FILE_NAME))?.len();
     println!(
         "file {:.0} MiB: {:.0} B per key",
@@ -151,6 +152,7 @@ async fn open(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let store = EmbeddedStore::open(&config(dir)).await?;
     let opened = started.elapsed();
     let after = rss_bytes();
+    println!("engine: {:?}", store.memory_stats());
     let (seen, took) = scan(&store).await?;
     let scanned = rss_bytes();
     println!(

@@ -67,6 +67,17 @@ impl Default for EmbeddedOptions {
     }
 }
 
+/// What [`EmbeddedStore::memory_stats`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Keys tracked: live, or deleted with retained history.
+    pub keys: usize,
+    /// Keys whose values are in memory (the rest are read from disk).
+    pub hot_keys: usize,
+    /// Revisions of event history retained.
+    pub history_revisions: usize,
+}
+
 /// State shared by the store handle, the writer thread and watch streams.
 struct Shared {
     state: RwLock<State>,
@@ -157,6 +168,17 @@ impl EmbeddedStore {
         let (tx, rx) = oneshot::channel();
         self.requests.send(Msg::Op(op, tx)).map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
+    }
+
+    /// What the engine holds in memory (for tests, benchmarks and metrics;
+    /// counts the hot keys, so it walks every key).
+    pub fn memory_stats(&self) -> MemoryStats {
+        let state = self.shared.state.read();
+        MemoryStats {
+            keys: state.tracked_keys(),
+            hot_keys: state.hot_keys(),
+            history_revisions: state.history.len(),
+        }
     }
 
     /// Watchers currently registered (for tests and metrics).
