@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use crate::openapi::CustomSchema;
 use crate::resource::ResourceDescriptor;
 
 /// One group-version and its resources.
@@ -38,6 +39,8 @@ pub struct Rendered {
 pub struct ApiSet {
     pub groups: Vec<Group>,
     pub rendered: Rendered,
+    /// The OpenAPI schemas of the set's custom resources (its CRDs).
+    pub custom_schemas: Vec<CustomSchema>,
 }
 
 /// Upstream version priority: GA > beta > alpha, higher numbers first.
@@ -116,7 +119,18 @@ impl ApiSet {
             }
         }
         let rendered = Self::render(&groups, server_address);
-        ApiSet { groups, rendered }
+        ApiSet {
+            groups,
+            rendered,
+            custom_schemas: Vec::new(),
+        }
+    }
+
+    /// The set with its custom resources' OpenAPI schemas.
+    #[must_use]
+    pub fn with_custom_schemas(mut self, schemas: Vec<CustomSchema>) -> Self {
+        self.custom_schemas = schemas;
+        self
     }
 
     fn render(groups: &[Group], server_address: &str) -> Rendered {
@@ -229,6 +243,7 @@ fn resource_list(g: &Group, v: &GroupVersion) -> Value {
         if !d.categories.is_empty() {
             r.insert("categories".into(), json!(d.categories));
         }
+        r.insert("storageVersionHash".into(), d.storage_version_hash().into());
         resources.push(Value::Object(r));
         for s in &d.subresources {
             let mut r = Map::new();
@@ -310,6 +325,20 @@ fn aggregated_group(g: &Group) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_version_hash_matches_upstream() {
+        let d = ResourceDescriptor::new(
+            &crate::keys::KeyRoot::default(),
+            kube_core::GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            "configmaps",
+            kube_core::discovery::Scope::Namespaced,
+            vec!["cm"],
+            vec![],
+            crate::resource::ALL_VERBS,
+        );
+        assert_eq!(d.storage_version_hash(), "qFsyl6wFWjQ=");
+    }
 
     #[test]
     fn version_order() {

@@ -10,6 +10,7 @@ use storage::Store;
 
 use crate::builtin;
 use crate::cluster::{ClusterId, WorkspacePath};
+use crate::crd::{self, CrdIndex};
 use crate::discovery::ApiSet;
 use crate::keys::KeyRoot;
 use crate::metadata::meta;
@@ -35,6 +36,8 @@ pub enum RegistryError {
     LoadWorkspaces(#[source] storage::Error),
     #[error("resuming workspace deletions: {0}")]
     ResumeDeletions(#[source] storage::Error),
+    #[error("loading the CRD index: {0}")]
+    LoadCrds(#[source] storage::Error),
 }
 
 pub struct Registry {
@@ -43,6 +46,8 @@ pub struct Registry {
     by_gvr: HashMap<(String, String, String), Arc<ResourceStore>>,
     by_gvk: HashMap<(String, String), Arc<ResourceStore>>,
     api: Arc<ApiSet>,
+    /// Each workspace's CRDs and what they serve.
+    crds: Arc<CrdIndex>,
     workspaces: Arc<WorkspaceIndex>,
     deleter: Arc<Deleter>,
     /// `scheme://host:port` written into a new Workspace's `status.url`.
@@ -91,6 +96,16 @@ impl Registry {
             ctx.clone(),
         ));
         stores.push(workspace_store.clone());
+        let schemas = Arc::new(crd::schema::SchemaCache::default());
+        let crd_store = Arc::new(
+            ResourceStore::new(
+                Arc::new(crd::descriptor(&root)),
+                Arc::new(crd::strategy::CrdStrategy::new(schemas.clone())),
+                ctx.clone(),
+            )
+            .with_schema(crate::schema::round_trip::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>),
+        );
+        stores.push(crd_store.clone());
         let mut by_gvr = HashMap::new();
         let mut by_gvk = HashMap::new();
         for s in &stores {
@@ -111,6 +126,16 @@ impl Registry {
             builtin::GROUP_ORDER,
             &config.advertise_address,
         ));
+        let crds = Arc::new(CrdIndex::new(
+            &root,
+            ctx.clone(),
+            schemas,
+            descriptors,
+            api.clone(),
+            builtin::GROUP_ORDER,
+            &config.advertise_address,
+        ));
+        let _ = crds.crd_store.set(crd_store);
         let loaded = workspaces
             .load(store.as_ref())
             .await
@@ -124,6 +149,17 @@ impl Registry {
             "workspace index loaded"
         );
         workspaces.spawn_watch(store.clone(), loaded.revision);
+        let crd_stats = crds
+            .load(store.as_ref())
+            .await
+            .map_err(RegistryError::LoadCrds)?;
+        tracing::info!(
+            crds = crd_stats.crds,
+            workspaces = crds.workspaces_with_crds(),
+            elapsed_ms = crd_stats.elapsed.as_millis() as u64,
+            "CRD index loaded"
+        );
+        crds.spawn_watch(store.clone(), crd_stats.revision);
         let deleter = Deleter::spawn(
             store.clone(),
             stores.iter().map(|s| s.descriptor.prefix.clone()).collect(),
@@ -144,6 +180,7 @@ impl Registry {
             by_gvr,
             by_gvk,
             api,
+            crds,
             workspaces,
             deleter,
             base_url: parking_lot::RwLock::new(format!("http://{}", config.advertise_address)),
@@ -194,6 +231,39 @@ impl Registry {
 
     pub fn wildcard_allowed(&self) -> bool {
         self.wildcard.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn is_crds(rs: &ResourceStore) -> bool {
+        rs.descriptor.gvk.group == crd::GROUP && rs.descriptor.plural() == crd::PLURAL
+    }
+
+    /// Takes a written CRD into the index before the write returns (the
+    /// watch does the same for other replicas), and starts the cleanup of
+    /// one being deleted.
+    fn after_crd_write(&self, cluster: &ClusterId, obj: &Object, dry_run: bool) {
+        if !dry_run && self.crds.observe(cluster, obj) {
+            self.crds
+                .clone()
+                .spawn_cleanup(cluster.clone(), crate::metadata::name(obj).to_owned());
+        }
+    }
+
+    /// New custom objects are refused while their CRD is being deleted.
+    fn check_crd_not_terminating(&self, rs: &ResourceStore, cluster: &ClusterId) -> ApiResult<()> {
+        let d = &rs.descriptor;
+        if d.storage_version.is_some()
+            && self.crds.is_terminating(cluster, &d.gvk.group, d.plural())
+        {
+            return Err(ApiError::new(
+                Reason::MethodNotAllowed,
+                format!(
+                    "create not allowed while custom resource definition is terminating: {}.{}",
+                    d.plural(),
+                    d.gvk.group
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn is_workspaces(rs: &ResourceStore) -> bool {
@@ -250,12 +320,38 @@ impl Registry {
         ))
     }
 
-    /// The API set a workspace serves (built-ins for now; per-workspace CRDs
-    /// extend it in the CRD issue).
-    pub fn api_set(&self, _cluster: &ClusterId) -> &Arc<ApiSet> {
+    /// The API set a workspace serves: built-ins plus its established CRDs
+    /// (shared by every workspace with the same CRDs).
+    pub fn api_set(&self, cluster: &ClusterId) -> Arc<ApiSet> {
+        self.crds.api_set(cluster)
+    }
+
+    /// The built-in API set (every workspace without CRDs serves it).
+    pub fn builtin_api_set(&self) -> &Arc<ApiSet> {
         &self.api
     }
 
+    /// The CRD index (each workspace's CRDs).
+    pub fn crds(&self) -> &Arc<CrdIndex> {
+        &self.crds
+    }
+
+    /// The store serving `group/version/plural` in `cluster`: a built-in or
+    /// one of the workspace's custom resources.
+    pub fn resource_in(
+        &self,
+        cluster: &ClusterId,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<Arc<ResourceStore>> {
+        self.by_gvr
+            .get(&(group.to_owned(), version.to_owned(), plural.to_owned()))
+            .cloned()
+            .or_else(|| self.crds.resource(cluster, group, version, plural))
+    }
+
+    /// A built-in resource's store (the same in every workspace).
     pub fn resource(
         &self,
         group: &str,
@@ -290,7 +386,17 @@ impl Registry {
         self.workspaces.check_writable(cluster)?;
         let created = if Self::is_workspaces(rs) {
             self.create_workspace(rs, cluster, obj, opts).await?
+        } else if Self::is_crds(rs) {
+            let created = crd::strategy::in_workspace(
+                self.crds.clone(),
+                cluster.clone(),
+                rs.create(cluster, namespace, obj, opts),
+            )
+            .await?;
+            self.after_crd_write(cluster, &created, opts.dry_run);
+            created
         } else {
+            self.check_crd_not_terminating(rs, cluster)?;
             rs.create(cluster, namespace, obj, opts).await?
         };
         self.after_write(rs, cluster, &created, true);
@@ -320,7 +426,18 @@ impl Registry {
             // Workspaces are created with POST only (ids are assigned there).
             rs.get(cluster, None, name).await?;
         }
-        let (o, created) = rs.update(cluster, namespace, name, obj, sub, opts).await?;
+        let (o, created) = if Self::is_crds(rs) {
+            let r = crd::strategy::in_workspace(
+                self.crds.clone(),
+                cluster.clone(),
+                rs.update(cluster, namespace, name, obj, sub, opts),
+            )
+            .await?;
+            self.after_crd_write(cluster, &r.0, opts.dry_run);
+            r
+        } else {
+            rs.update(cluster, namespace, name, obj, sub, opts).await?
+        };
         self.after_write(rs, cluster, &o, created);
         Ok((o, created))
     }
@@ -341,9 +458,19 @@ impl Registry {
         if Self::is_workspaces(rs) {
             rs.get(cluster, None, name).await?;
         }
-        let (o, created) = rs
-            .patch(cluster, namespace, name, kind, patch, sub, opts)
+        let (o, created) = if Self::is_crds(rs) {
+            let r = crd::strategy::in_workspace(
+                self.crds.clone(),
+                cluster.clone(),
+                rs.patch(cluster, namespace, name, kind, patch, sub, opts),
+            )
             .await?;
+            self.after_crd_write(cluster, &r.0, opts.dry_run);
+            r
+        } else {
+            rs.patch(cluster, namespace, name, kind, patch, sub, opts)
+                .await?
+        };
         self.after_write(rs, cluster, &o, created);
         if created
             && rs.descriptor.gvk.group.is_empty()
@@ -418,6 +545,9 @@ impl Registry {
         let outcome = rs.delete(cluster, namespace, name, opts).await?;
         if !opts.dry_run {
             self.after_delete(cluster, &outcome, opts.effective_propagation()?);
+            if Self::is_crds(rs) {
+                self.after_crd_delete(cluster, &outcome);
+            }
         }
         Ok(DeleteResponse {
             body: rs.delete_body(&outcome),
@@ -446,12 +576,31 @@ impl Registry {
         if !opts.dry_run {
             let propagation = opts.effective_propagation()?;
             self.after_delete_many(cluster, &outcomes, propagation);
+            if Self::is_crds(rs) {
+                for o in &outcomes {
+                    self.after_crd_delete(cluster, o);
+                }
+            }
         }
         Ok(body)
     }
 }
 
 impl Registry {
+    /// A deleted CRD: a pending one (its cleanup finalizer) starts the
+    /// cleanup; one gone at once leaves the index.
+    fn after_crd_delete(&self, cluster: &ClusterId, outcome: &DeleteOutcome) {
+        match outcome {
+            DeleteOutcome::Pending(obj) => self.after_crd_write(cluster, obj, false),
+            DeleteOutcome::Deleted(obj) => {
+                let rev = meta_str(obj, "resourceVersion")
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(i64::MAX);
+                self.crds.forget(cluster, crate::metadata::name(obj), rev);
+            }
+        }
+    }
+
     pub(crate) fn ctx_store(&self) -> &Arc<dyn Store> {
         &self.ctx.store
     }

@@ -35,6 +35,58 @@ pub struct SubresourceDescriptor {
     pub verbs: &'static [&'static str],
 }
 
+/// Where the autoscaling/v1 Scale view of an object lives, as dotted JSON
+/// paths (`.spec.replicas`); built-ins use the defaults, CRDs their
+/// `subresources.scale`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub label_selector: Option<String>,
+}
+
+impl ScalePaths {
+    /// The value at a dotted path (`.spec.replicas`).
+    pub fn get<'a>(&self, obj: &'a Object, path: &str) -> Option<&'a Value> {
+        let mut parts = path.trim_start_matches('.').split('.');
+        let mut cur = obj.get(parts.next()?)?;
+        for p in parts {
+            cur = cur.get(p)?;
+        }
+        Some(cur)
+    }
+
+    /// Sets the value at a dotted path, creating objects on the way.
+    pub fn set(&self, obj: &mut Object, path: &str, value: Value) {
+        let parts: Vec<&str> = path.trim_start_matches('.').split('.').collect();
+        let Some((last, head)) = parts.split_last() else {
+            return;
+        };
+        let mut cur = obj;
+        for p in head {
+            let next = cur
+                .entry((*p).to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !next.is_object() {
+                *next = Value::Object(Map::new());
+            }
+            let Value::Object(m) = next else { return };
+            cur = m;
+        }
+        cur.insert((*last).to_owned(), value);
+    }
+}
+
+impl Default for ScalePaths {
+    fn default() -> Self {
+        ScalePaths {
+            spec_replicas: ".spec.replicas".into(),
+            status_replicas: ".status.replicas".into(),
+            label_selector: None,
+        }
+    }
+}
+
 /// Identity and shape of one served resource (one group-version-resource).
 #[derive(Clone, Debug)]
 pub struct ResourceDescriptor {
@@ -44,10 +96,17 @@ pub struct ResourceDescriptor {
     pub list_kind: String,
     pub singular: String,
     pub scope: Scope,
-    pub short_names: Vec<&'static str>,
-    pub categories: Vec<&'static str>,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
     pub verbs: &'static [&'static str],
     pub subresources: Vec<SubresourceDescriptor>,
+    /// The version objects are stored in, when it is not `gvk.version`
+    /// (a CRD's storage version): discovery's `storageVersionHash`.
+    pub storage_version: Option<String>,
+    /// Where the scale subresource reads and writes (CRDs map it anywhere).
+    pub scale: ScalePaths,
+    /// A CRD version's `additionalPrinterColumns` (Table output).
+    pub printer_columns: Vec<crate::table::ColumnSpec>,
     /// `<root>/<group>/<resource>/`, computed once.
     pub prefix: ResourcePrefix,
     pub qualified: QualifiedResource,
@@ -60,8 +119,8 @@ impl ResourceDescriptor {
         gvk: GroupVersionKind,
         plural: &str,
         scope: Scope,
-        short_names: Vec<&'static str>,
-        categories: Vec<&'static str>,
+        short_names: Vec<&str>,
+        categories: Vec<&str>,
         verbs: &'static [&'static str],
     ) -> Self {
         let api = ApiResource::from_gvk_with_plural(&gvk, plural);
@@ -73,11 +132,27 @@ impl ResourceDescriptor {
             gvk,
             api,
             scope,
-            short_names,
-            categories,
+            short_names: short_names.into_iter().map(str::to_owned).collect(),
+            categories: categories.into_iter().map(str::to_owned).collect(),
             verbs,
             subresources: Vec::new(),
+            storage_version: None,
+            scale: ScalePaths::default(),
+            printer_columns: Vec::new(),
         }
+    }
+
+    /// Discovery's `storageVersionHash`: base64 of the first 8 bytes of
+    /// sha256(`<group>/<storage version>/<Kind>`), as kube-apiserver's
+    /// `discovery.StorageVersionHash` (an opaque token migration tools compare).
+    pub fn storage_version_hash(&self) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let version = self.storage_version.as_deref().unwrap_or(&self.gvk.version);
+        let digest = sha2::Sha256::digest(
+            format!("{}/{}/{}", self.gvk.group, version, self.gvk.kind).as_bytes(),
+        );
+        base64::engine::general_purpose::STANDARD.encode(&digest[..8])
     }
 
     pub fn namespaced(&self) -> bool {
@@ -195,6 +270,16 @@ pub trait Strategy: Send + Sync + 'static {
 
     fn validate(&self, _obj: &Object) -> Vec<FieldError> {
         Vec::new()
+    }
+
+    /// `fieldValidation` for types without a typed form (custom resources:
+    /// unknown fields are what their schema prunes). Returns the warnings.
+    fn check_fields(
+        &self,
+        _obj: &mut Object,
+        _mode: crate::schema::FieldValidation,
+    ) -> crate::status::ApiResult<Vec<String>> {
+        Ok(Vec::new())
     }
 
     fn validate_update(&self, new: &Object, _old: &Object) -> Vec<FieldError> {

@@ -416,7 +416,8 @@ impl ResourceStore {
                 obj,
                 mode,
             ),
-            None => Ok(Vec::new()),
+            // Types without a typed form (custom resources) ask their strategy.
+            None => self.strategy.check_fields(obj, mode),
         }
     }
 
@@ -1279,16 +1280,23 @@ impl ResourceStore {
                 smeta.insert(f.into(), v.clone());
             }
         }
-        let spec_replicas = parent
-            .get("spec")
-            .and_then(|s| s.get("replicas"))
+        // Paths come from the descriptor (CRDs map the scale anywhere).
+        let paths = &self.descriptor.scale;
+        let spec_replicas = paths
+            .get(parent, &paths.spec_replicas)
             .and_then(Value::as_i64)
             .unwrap_or(1);
-        let status_replicas = parent
-            .get("status")
-            .and_then(|s| s.get("replicas"))
+        let status_replicas = paths
+            .get(parent, &paths.status_replicas)
             .and_then(Value::as_i64)
             .unwrap_or(0);
+        let custom_selector = paths.label_selector.as_deref().map(|p| {
+            paths
+                .get(parent, p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        });
         let selector = parent
             .get("spec")
             .and_then(|s| s.get("selector"))
@@ -1305,6 +1313,7 @@ impl ResourceStore {
                     .unwrap_or_default()
             })
             .unwrap_or_default();
+        let selector = custom_selector.unwrap_or(selector);
         let mut status = Map::new();
         status.insert("replicas".into(), status_replicas.into());
         if !selector.is_empty() {
@@ -1342,12 +1351,8 @@ impl ResourceStore {
             ));
         }
         let mut new = parent.clone();
-        let spec = new
-            .entry("spec")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(spec) = spec {
-            spec.insert("replicas".into(), replicas.into());
-        }
+        let paths = &self.descriptor.scale;
+        paths.set(&mut new, &paths.spec_replicas, replicas.into());
         match meta_str(scale, "resourceVersion") {
             Some(rv) => meta_mut(&mut new).insert("resourceVersion".into(), rv.into()),
             None => meta_mut(&mut new).remove("resourceVersion"),

@@ -106,7 +106,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(registry: Arc<Registry>, security: Security, ops: Operations) -> Self {
-        let api = registry.api_set(&ClusterId::root()).clone();
+        let api = registry.builtin_api_set().clone();
         AppState {
             openapi: Arc::new(openapi::OpenApi::new(&api)),
             registry,
@@ -293,18 +293,18 @@ async fn serve_request(
     let api = app.registry.api_set(&at.cluster);
     match info.target {
         Target::Version | Target::Health(_) => Err(ApiError::not_found()),
-        Target::Root => Ok(discovery::root_paths(api)),
-        Target::CoreVersions => discovery::root_list(api, headers, true),
-        Target::GroupList => discovery::root_list(api, headers, false),
-        Target::Group(g) => discovery::group(api, headers, &g),
+        Target::Root => Ok(discovery::root_paths(&api)),
+        Target::CoreVersions => discovery::root_list(&api, headers, true),
+        Target::GroupList => discovery::root_list(&api, headers, false),
+        Target::Group(g) => discovery::group(&api, headers, &g),
         Target::ResourceList { group, version } => {
-            discovery::resource_list(api, headers, &group, &version)
+            discovery::resource_list(&api, headers, &group, &version)
         }
-        Target::OpenApiV3Root => app.openapi.v3_root(api, headers),
+        Target::OpenApiV3Root => app.openapi.v3_root(&api, headers),
         Target::OpenApiV3Document(path) => {
-            app.openapi.v3_document(api, &path, uri.query(), headers)
+            app.openapi.v3_document(&api, &path, uri.query(), headers)
         }
-        Target::OpenApiV2 => app.openapi.v2(api, headers),
+        Target::OpenApiV2 => app.openapi.v2(&api, headers),
         Target::Resource(req) => {
             resource(app, &user, &policy, &at, &ws_key, req, uri, headers, body).await
         }
@@ -452,7 +452,7 @@ async fn dry_run_patch(
     let (kind, patch) = body::decode_patch(headers, bytes)?;
     let rs = app
         .registry
-        .resource(&req.group, &req.version, &req.resource)
+        .resource_in(cluster, &req.group, &req.version, &req.resource)
         .ok_or_else(ApiError::not_found)?;
     let opts = registry::options::WriteOptions {
         dry_run: true,
@@ -461,7 +461,7 @@ async fn dry_run_patch(
     let (obj, _) = app
         .registry
         .patch(
-            rs,
+            &rs,
             cluster,
             req.namespace.as_deref(),
             req.name.as_deref().unwrap_or(""),

@@ -34,8 +34,12 @@ impl OpenApi {
         OpenApi { cache }
     }
 
+    /// The documents of `api`, built once per distinct set (a workspace's
+    /// CRDs bring their schemas with the set).
     fn docs(&self, api: &Arc<ApiSet>) -> Result<Arc<registry::openapi::OpenApi>, ApiError> {
-        self.cache.get(api).map_err(internal)
+        self.cache
+            .get_with(api, || api.custom_schemas.clone())
+            .map_err(internal)
     }
 
     /// `GET /openapi/v3`.

@@ -16,7 +16,7 @@ use registry::options::{
 use registry::resource::ResourceDescriptor;
 use registry::schema::FieldValidation;
 use registry::store::{ResourceStore, Subresource};
-use registry::table::{IncludeObject, to_table};
+use registry::table::{IncludeObject, table_for_columns, to_table};
 use registry::watch::WatchEvent;
 use serde_json::{Map, Value, json};
 
@@ -145,6 +145,21 @@ impl Query {
     }
 }
 
+/// A Table of `objects`: upstream columns for built-ins, a CRD's
+/// `additionalPrinterColumns` (or Age) for custom resources.
+fn table_of(
+    descriptor: &ResourceDescriptor,
+    objects: &[Value],
+    include: IncludeObject,
+    list_meta: Value,
+) -> Value {
+    if descriptor.printer_columns.is_empty() {
+        to_table(&descriptor.gvk, objects, include, list_meta)
+    } else {
+        table_for_columns(&descriptor.printer_columns, objects, include, list_meta)
+    }
+}
+
 /// A response object in the negotiated representation.
 struct Render<'a> {
     output: Output,
@@ -164,8 +179,8 @@ impl Render<'_> {
     fn object(&self, obj: Value) -> Value {
         match self.output {
             Output::Table(_) if obj.get("kind").and_then(Value::as_str) != Some("Status") => {
-                to_table(
-                    &self.descriptor.gvk,
+                table_of(
+                    self.descriptor,
                     std::slice::from_ref(&obj),
                     self.include,
                     json!({}),
@@ -188,7 +203,7 @@ impl Render<'_> {
                     Some(Value::Array(items)) => items,
                     _ => Vec::new(),
                 };
-                to_table(&self.descriptor.gvk, &items, self.include, meta)
+                table_of(self.descriptor, &items, self.include, meta)
             }
             Output::PartialMetadata(v) => {
                 let items: Vec<Value> = list
@@ -275,9 +290,8 @@ pub async fn handle(
         .clone();
     let rs: Arc<ResourceStore> = app
         .registry
-        .resource(&req.group, &req.version, &req.resource)
-        .ok_or_else(ApiError::not_found)?
-        .clone();
+        .resource_in(&api_cluster, &req.group, &req.version, &req.resource)
+        .ok_or_else(ApiError::not_found)?;
     let verb = req.verb;
     // Scope checks: namespaced resources need a namespace except for
     // all-namespaces list and watch; cluster-scoped ones take none.
@@ -499,14 +513,14 @@ async fn watch_response(
     include: IncludeObject,
 ) -> Result<Response, ApiError> {
     let events = rs.watch(scope, namespace, opts).await?;
-    let gvk = rs.descriptor.gvk.clone();
+    let descriptor = rs.descriptor.clone();
     let lines = events.map(move |mut ev: WatchEvent| {
         let is_error = matches!(ev, WatchEvent::Error(_));
         let is_bookmark = matches!(ev, WatchEvent::Bookmark(_));
         if !is_error {
             let converted = match output {
-                Output::Table(_) if !is_bookmark => Some(to_table(
-                    &gvk,
+                Output::Table(_) if !is_bookmark => Some(table_of(
+                    &descriptor,
                     std::slice::from_ref(ev.object()),
                     include,
                     json!({}),

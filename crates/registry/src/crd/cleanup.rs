@@ -1,0 +1,120 @@
+//! Deleting a CRD: its `customresourcecleanup.apiextensions.k8s.io`
+//! finalizer holds the object while a background task marks it
+//! Terminating, deletes every custom object of it in that workspace (their
+//! own finalizers honoured: the task waits for them), then removes the
+//! finalizer and the CRD. Resumable: a terminating CRD found at start-up or
+//! by the watch gets its cleanup (again).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::index::CrdIndex;
+use super::strategy::{mark_terminating, remove_cleanup_finalizer};
+use crate::cluster::{ClusterId, ClusterScope};
+use crate::metadata::{self, meta, meta_str};
+use crate::options::{DeleteOptions, ListOptions};
+use crate::store::ResourceStore;
+
+/// Objects deleted per listing round.
+const PAGE: i64 = 500;
+/// How long to wait for objects held by finalizers before looking again.
+const FINALIZER_WAIT: Duration = Duration::from_millis(500);
+
+impl CrdIndex {
+    /// Starts the cleanup of a terminating CRD unless it already runs.
+    pub fn spawn_cleanup(self: Arc<Self>, cluster: ClusterId, name: String) {
+        let key = (cluster.clone(), name.clone());
+        if !self.cleaning.insert(key.clone()) {
+            return;
+        }
+        tokio::spawn(async move {
+            if let Err(e) = self.cleanup(&cluster, &name).await {
+                tracing::warn!(error = %e, crd = name, cluster = cluster.as_str(), "CRD cleanup failed; retrying later");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                self.cleaning.remove(&key);
+                self.spawn_cleanup(cluster, name);
+                return;
+            }
+            self.cleaning.remove(&key);
+        });
+    }
+
+    async fn cleanup(&self, cluster: &ClusterId, name: &str) -> crate::ApiResult<()> {
+        let Some(crds) = self.crd_store.get().cloned() else {
+            return Ok(());
+        };
+        let Some(current) = crds
+            .system_update(cluster, None, name, mark_terminating)
+            .await?
+        else {
+            return Ok(());
+        };
+        if !meta(&current).is_some_and(|m| m.contains_key("deletionTimestamp")) {
+            return Ok(());
+        }
+        self.observe(cluster, &current);
+        if let Some(store) = self.entry_store(cluster, name) {
+            delete_all(&store, cluster).await?;
+        }
+        let finished = crds
+            .system_update(cluster, None, name, remove_cleanup_finalizer)
+            .await?;
+        if let Some(obj) = finished {
+            if metadata::finalizers(&obj).is_empty() {
+                crds.system_delete(cluster, None, name).await?;
+                let rev = meta_str(&obj, "resourceVersion")
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(i64::MAX);
+                self.forget(cluster, name, rev);
+            } else {
+                // Other finalizers remain: their owners finish the deletion.
+                self.observe(cluster, &obj);
+            }
+        }
+        tracing::info!(crd = name, cluster = cluster.as_str(), "CRD deleted");
+        Ok(())
+    }
+}
+
+/// Deletes every object of `store` in `cluster`, waiting for finalizers.
+async fn delete_all(store: &ResourceStore, cluster: &ClusterId) -> crate::ApiResult<()> {
+    let scope = ClusterScope::One(cluster.clone());
+    loop {
+        let page = store
+            .list(
+                &scope,
+                None,
+                &ListOptions {
+                    limit: Some(PAGE),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if page.items.is_empty() {
+            return Ok(());
+        }
+        let mut waiting = 0usize;
+        for item in &page.items {
+            let Value::Object(obj) = item else { continue };
+            if meta(obj).is_some_and(|m| m.contains_key("deletionTimestamp")) {
+                waiting += 1;
+                continue;
+            }
+            let ns = meta_str(obj, "namespace");
+            match store
+                .delete(cluster, ns, metadata::name(obj), &DeleteOptions::default())
+                .await
+            {
+                Ok(crate::store::DeleteOutcome::Pending(_)) => waiting += 1,
+                Ok(_) => {}
+                Err(e) if e.code() == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if waiting == page.items.len() {
+            tokio::time::sleep(FINALIZER_WAIT).await;
+        }
+    }
+}
