@@ -320,7 +320,9 @@ pub struct LimitsSection {
     /// Largest stored object after defaulting and patching.
     #[serde(with = "units::bytes")]
     pub max_object_bytes: u64,
-    /// Objects per workspace (all resources); 0 is unlimited.
+    /// Objects per workspace (all resources); 0 is unlimited. Also
+    /// accepted as `max_objects_per_workspace`.
+    #[serde(alias = "max_objects_per_workspace")]
     pub default_object_quota: u64,
     /// Open watches per workspace.
     pub max_watches_per_workspace: u32,
@@ -336,7 +338,8 @@ impl Default for LimitsSection {
         LimitsSection {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
-            default_object_quota: 100_000,
+            // High enough for any benchmark workspace; operators lower it.
+            default_object_quota: 1_000_000,
             max_watches_per_workspace: 1000,
             max_watches_per_user: 500,
             workspaces: BTreeMap::new(),

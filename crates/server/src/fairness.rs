@@ -11,12 +11,22 @@
 //! requests it queued; a workspace that had nothing in flight joins the
 //! ring at the front, so a quiet workspace waits for about one freed slot.
 //!
+//! Inside a workspace the same again, per user: each user with waiters has
+//! its own queue, and the workspace's turn goes to its users round-robin, so
+//! one user's burst does not delay a colleague by more than one slot per
+//! busy user. When the workspace's queue is full, a newcomer whose own
+//! queue is shorter than the longest pushes out that user's newest waiter
+//! (429) instead of being refused: a burst can fill the queue, but not
+//! lock the workspace's other users out of it.
+//!
 //! Long-running requests ([`is_long_running`]: watches, exec, logs...)
 //! must not be admitted here, or they would hold slots for hours.
 //!
-//! Cost: one mutex-protected map lookup per request. Only workspaces with
-//! requests in flight or waiting have an entry; it is removed when the
-//! last one finishes, so a million idle workspaces cost nothing.
+//! Cost: one mutex-protected map lookup per request, the lock held for a
+//! few map operations (the request's own work runs outside it). Only
+//! workspaces with requests in flight or waiting have an entry; it is
+//! removed when the last one finishes, so a million idle workspaces cost
+//! nothing. `wsgate bench fairness` measures the whole path.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -85,20 +95,85 @@ struct Settings {
 
 struct Waiter {
     id: u64,
-    grant: oneshot::Sender<()>,
+    /// `true`: admitted; `false`: pushed out of a full queue.
+    grant: oneshot::Sender<bool>,
 }
 
 #[derive(Default)]
 struct Workspace {
     in_flight: u32,
-    queue: VecDeque<Waiter>,
+    /// Per-user queues; a user has an entry only while it has waiters.
+    users: HashMap<Arc<str>, VecDeque<Waiter>>,
+    /// Users with waiters, in serving order (each exactly once).
+    user_ring: VecDeque<Arc<str>>,
+    /// Waiters over all users.
+    waiting: usize,
     /// Whether the workspace is in `State::ring` (exactly once if so).
     in_ring: bool,
 }
 
 impl Workspace {
     fn idle(&self) -> bool {
-        self.in_flight == 0 && self.queue.is_empty()
+        self.in_flight == 0 && self.waiting == 0
+    }
+
+    /// The next waiter, round-robin over users.
+    fn pop(&mut self) -> Option<Waiter> {
+        let user = self.user_ring.pop_front()?;
+        let queue = self.users.get_mut(&user)?;
+        let waiter = queue.pop_front();
+        if queue.is_empty() {
+            self.users.remove(&user);
+        } else {
+            self.user_ring.push_back(user);
+        }
+        if waiter.is_some() {
+            self.waiting -= 1;
+        }
+        waiter
+    }
+
+    /// Removes waiter `id` of `user`; `false` if it is not queued.
+    fn remove(&mut self, user: &Arc<str>, id: u64) -> bool {
+        let Some(queue) = self.users.get_mut(user) else {
+            return false;
+        };
+        let Some(pos) = queue.iter().position(|w| w.id == id) else {
+            return false;
+        };
+        queue.remove(pos);
+        if queue.is_empty() {
+            self.users.remove(user);
+            self.user_ring.retain(|u| u != user);
+        }
+        self.waiting -= 1;
+        true
+    }
+
+    /// Makes room in a full queue for `user`: pushes out the newest waiter
+    /// of the user with the longest queue, if that is longer than `user`'s
+    /// would become. `false` when `user` is (one of) the longest itself.
+    fn push_out_for(&mut self, user: &str) -> bool {
+        let mine = self.users.get(user).map_or(0, VecDeque::len);
+        let Some((longest, len)) = self
+            .users
+            .iter()
+            .map(|(u, q)| (u.clone(), q.len()))
+            .max_by_key(|(_, len)| *len)
+        else {
+            return false;
+        };
+        if len <= mine + 1 {
+            return false;
+        }
+        let Some(victim) = self.users.get_mut(&longest).and_then(VecDeque::pop_back) else {
+            return false;
+        };
+        self.waiting -= 1;
+        // Its receiver is alive while it is queued (see `Wait`); the waiter
+        // answers 429 queue_full.
+        let _ = victim.grant.send(false);
+        true
     }
 }
 
@@ -193,7 +268,7 @@ impl FairAdmission {
         if !s.enabled || s.exempt_users.contains(user) {
             return Ok(Permit { held: None });
         }
-        let (key, id, rx) = {
+        let (key, user_key, id, rx) = {
             let mut state = self.shared.lock();
             let state = &mut *state;
             let key = match state.workspaces.get_key_value(workspace) {
@@ -202,7 +277,7 @@ impl FairAdmission {
             };
             let ws = state.workspaces.entry(key.clone()).or_default();
             if state.in_use < s.max_in_flight
-                && ws.queue.is_empty()
+                && ws.waiting == 0
                 && ws.in_flight < s.workspace_max_in_flight
             {
                 ws.in_flight += 1;
@@ -210,16 +285,32 @@ impl FairAdmission {
                 self.shared.update_gauges(state);
                 return Ok(self.permit(key));
             }
-            if ws.queue.len() >= s.queue_length {
-                if ws.idle() {
-                    state.workspaces.remove(&key);
+            if ws.waiting >= s.queue_length {
+                if ws.push_out_for(user) {
+                    state.waiting -= 1;
+                } else {
+                    if ws.idle() {
+                        state.workspaces.remove(&key);
+                    }
+                    return Err(self.rejected(RejectReason::QueueFull, workspace));
                 }
-                return Err(self.rejected(RejectReason::QueueFull, workspace));
             }
             let (grant, rx) = oneshot::channel();
             let id = state.next_id;
             state.next_id += 1;
-            ws.queue.push_back(Waiter { id, grant });
+            let user_key = match ws.users.get_key_value(user) {
+                Some((u, _)) => u.clone(),
+                None => {
+                    let u: Arc<str> = Arc::from(user);
+                    ws.user_ring.push_back(u.clone());
+                    u
+                }
+            };
+            ws.users
+                .entry(user_key.clone())
+                .or_default()
+                .push_back(Waiter { id, grant });
+            ws.waiting += 1;
             state.waiting += 1;
             if !ws.in_ring {
                 ws.in_ring = true;
@@ -231,11 +322,12 @@ impl FairAdmission {
                 }
             }
             self.shared.update_gauges(state);
-            (key, id, rx)
+            (key, user_key, id, rx)
         };
         let mut wait = Wait {
             shared: self.shared.clone(),
             key: key.clone(),
+            user: user_key.clone(),
             id,
             rx,
             finished: false,
@@ -243,18 +335,22 @@ impl FairAdmission {
         let outcome = tokio::time::timeout(s.queue_timeout, &mut wait.rx).await;
         wait.finished = true;
         match outcome {
-            Ok(Ok(())) => Ok(self.permit(key)),
-            // The sender lives in the queue until it grants; a closed
+            Ok(Ok(true)) => Ok(self.permit(key)),
+            Ok(Ok(false)) => Err(self.rejected(RejectReason::QueueFull, workspace)),
+            // The sender lives in the queue until it answers; a closed
             // channel would be a bug, and refusing is the safe answer.
             Ok(Err(_)) => Err(self.rejected(RejectReason::QueueTimeout, workspace)),
             Err(_) => {
                 let mut state = self.shared.lock();
-                if self.shared.dequeue(&mut state, &key, id) {
+                if self.shared.dequeue(&mut state, &key, &user_key, id) {
                     Err(self.rejected(RejectReason::QueueTimeout, workspace))
                 } else {
-                    // Granted between the timer firing and the lock.
+                    // Answered between the timer firing and the lock.
                     drop(state);
-                    Ok(self.permit(key))
+                    match wait.rx.try_recv() {
+                        Ok(false) => Err(self.rejected(RejectReason::QueueFull, workspace)),
+                        _ => Ok(self.permit(key)),
+                    }
                 }
             }
         }
@@ -280,8 +376,9 @@ impl FairAdmission {
 struct Wait {
     shared: Arc<Shared>,
     key: Arc<str>,
+    user: Arc<str>,
     id: u64,
-    rx: oneshot::Receiver<()>,
+    rx: oneshot::Receiver<bool>,
     finished: bool,
 }
 
@@ -291,7 +388,11 @@ impl Drop for Wait {
             return;
         }
         let mut state = self.shared.lock();
-        if !self.shared.dequeue(&mut state, &self.key, self.id) {
+        if !self
+            .shared
+            .dequeue(&mut state, &self.key, &self.user, self.id)
+            && matches!(self.rx.try_recv(), Ok(true))
+        {
             // Granted but never taken: free the slot.
             self.shared.release(&mut state, &self.key);
         }
@@ -312,17 +413,17 @@ impl Shared {
         }
     }
 
-    /// Removes waiter `id` if it is still queued; `false` if it was granted.
-    fn dequeue(&self, state: &mut State, key: &Arc<str>, id: u64) -> bool {
+    /// Removes waiter `id` if it is still queued; `false` if it was
+    /// answered (granted or pushed out).
+    fn dequeue(&self, state: &mut State, key: &Arc<str>, user: &Arc<str>, id: u64) -> bool {
         let Some(ws) = state.workspaces.get_mut(key) else {
             return false;
         };
-        let Some(pos) = ws.queue.iter().position(|w| w.id == id) else {
+        if !ws.remove(user, id) {
             return false;
-        };
-        ws.queue.remove(pos);
+        }
         state.waiting -= 1;
-        if ws.queue.is_empty() && ws.in_ring {
+        if ws.waiting == 0 && ws.in_ring {
             ws.in_ring = false;
             state.ring.retain(|k| k != key);
         }
@@ -338,7 +439,7 @@ impl Shared {
         if let Some(ws) = state.workspaces.get_mut(key) {
             ws.in_flight = ws.in_flight.saturating_sub(1);
             // A workspace skipped at its cap rejoins now it has room.
-            if !ws.queue.is_empty() && !ws.in_ring {
+            if ws.waiting > 0 && !ws.in_ring {
                 ws.in_ring = true;
                 state.ring.push_back(key.clone());
             }
@@ -365,18 +466,18 @@ impl Shared {
             if ws.in_flight >= s.workspace_max_in_flight {
                 continue;
             }
-            let Some(waiter) = ws.queue.pop_front() else {
+            let Some(waiter) = ws.pop() else {
                 continue;
             };
             state.waiting -= 1;
             // The receiver lives as long as the waiter is queued (its drop
             // dequeues under this lock), so this send cannot fail; if it
             // did, the slot simply stays free.
-            if waiter.grant.send(()).is_ok() {
+            if waiter.grant.send(true).is_ok() {
                 ws.in_flight += 1;
                 state.in_use += 1;
             }
-            if !ws.queue.is_empty() {
+            if ws.waiting > 0 {
                 ws.in_ring = true;
                 state.ring.push_back(key);
             } else if ws.idle() {
@@ -562,6 +663,71 @@ mod tests {
             drop(p);
         }
         assert_eq!(order, "bababa");
+    }
+
+    #[tokio::test]
+    async fn users_of_one_workspace_take_turns() {
+        let fair = FairAdmission::new(&settings(1, 1, 100), None);
+        let first = fair.admit("ws", "bob").await.expect("slot");
+        // bob queues a burst first; alice asks after it.
+        let mut bob: Vec<_> = (0..4).map(|_| Box::pin(fair.admit("ws", "bob"))).collect();
+        let mut alice: Vec<_> = (0..2)
+            .map(|_| Box::pin(fair.admit("ws", "alice")))
+            .collect();
+        for f in bob.iter_mut().chain(alice.iter_mut()) {
+            assert!(ready(f).is_none());
+        }
+        drop(first);
+        let mut order = String::new();
+        for _ in 0..6 {
+            let p = match (take_ready(&mut bob), take_ready(&mut alice)) {
+                (Some(p), None) => {
+                    order.push('b');
+                    p
+                }
+                (None, Some(p)) => {
+                    order.push('a');
+                    p
+                }
+                other => panic!("exactly one should be admitted, got {other:?}"),
+            };
+            drop(p.expect("admitted"));
+        }
+        // alice waits one of bob's slots, not his whole burst; nobody starves.
+        assert_eq!(order, "bababb");
+        assert_eq!(fair.stats().workspaces, 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_pushes_out_the_longest_users_newest_waiter() {
+        let fair = FairAdmission::new(&settings(1, 1, 3), None);
+        let held = fair.admit("ws", "bob").await.expect("slot");
+        let mut bob: Vec<_> = (0..3).map(|_| Box::pin(fair.admit("ws", "bob"))).collect();
+        for f in &mut bob {
+            assert!(ready(f).is_none());
+        }
+        // bob's fourth is refused: he is the longest queue himself.
+        let err = fair
+            .admit("ws", "bob")
+            .await
+            .expect_err("bob's queue is full");
+        assert_eq!(err.reason, RejectReason::QueueFull);
+        // alice gets in, and bob's newest waiter answers 429.
+        let mut alice = Box::pin(fair.admit("ws", "alice"));
+        assert!(ready(&mut alice).is_none());
+        let pushed = ready(&mut bob[2])
+            .expect("answered")
+            .expect_err("pushed out");
+        assert_eq!(pushed.reason, RejectReason::QueueFull);
+        assert!(ready(&mut bob[0]).is_none() && ready(&mut bob[1]).is_none());
+        assert_eq!(fair.stats().waiting, 3);
+        // Served in turns: bob's oldest, then alice.
+        drop(held);
+        let b = ready(&mut bob[0]).expect("bob first").expect("ok");
+        assert!(ready(&mut alice).is_none());
+        drop(b);
+        let _a = ready(&mut alice).expect("then alice").expect("ok");
+        assert!(ready(&mut bob[1]).is_none());
     }
 
     #[tokio::test]

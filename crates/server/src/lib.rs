@@ -14,8 +14,10 @@ pub mod config;
 pub mod fairness;
 pub mod metrics;
 pub mod protobuf;
+pub mod quota;
 pub mod request_id;
 pub mod serve;
+pub mod storage_metrics;
 pub mod tls;
 
 mod auth_api;
@@ -74,6 +76,8 @@ pub struct Operations {
     pub audit: AuditLog,
     pub fairness: Arc<FairAdmission>,
     pub limits: Arc<LimitsSection>,
+    /// Object-count quota per workspace, checked at create.
+    pub quota: Arc<quota::ObjectQuota>,
     /// Turns true when shutdown starts: watches end, readiness fails.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -97,6 +101,7 @@ pub struct AppState {
     audit: AuditLog,
     fairness: Arc<FairAdmission>,
     limits: Arc<LimitsSection>,
+    quota: Arc<quota::ObjectQuota>,
     stopping: tokio::sync::watch::Receiver<bool>,
     watches: Arc<watch_limits::WatchLimits>,
     /// (cluster, namespace, name) -> (uid, checked at) of ServiceAccounts
@@ -118,6 +123,7 @@ impl AppState {
             audit: ops.audit,
             fairness: ops.fairness,
             limits: ops.limits,
+            quota: ops.quota,
             stopping: ops.stopping,
             watches: Arc::new(watch_limits::WatchLimits::default()),
             service_accounts: Arc::new(DashMap::new()),

@@ -394,10 +394,17 @@ pub async fn handle(
             let mut obj = as_object(body::decode_object(headers, &bytes)?)?;
             let wopts = query.write_options(headers)?;
             let warnings = rs.check_fields(&mut obj, wopts.field_validation)?;
+            let reserved = app
+                .quota
+                .reserve_create(&app.registry, &ws, &rs, &cluster, &obj)
+                .await?;
             let created = app
                 .registry
                 .create(&rs, &cluster, namespace, obj, &wopts)
                 .await?;
+            if !wopts.dry_run {
+                reserved.created();
+            }
             Ok(with_warnings(
                 render.respond(
                     StatusCode::CREATED,
@@ -481,6 +488,9 @@ pub async fn handle(
                 .registry
                 .delete(&rs, &cluster, namespace, name, &dopts)
                 .await?;
+            if !resp.pending && !dopts.dry_run {
+                app.quota.deleted(&cluster, 1);
+            }
             let code = if resp.pending && dopts.orphan_dependents == Some(false) {
                 StatusCode::ACCEPTED
             } else {

@@ -17,7 +17,9 @@ use crate::authz::Authorizer;
 use crate::config::Config;
 use crate::fairness::FairAdmission;
 use crate::metrics::{Metrics, MetricsLayer};
+use crate::quota::ObjectQuota;
 use crate::request_id::RequestIdLayer;
+use crate::storage_metrics::MeteredStore;
 use crate::{AppState, app};
 
 /// What `serve` needs besides the configuration file's contents.
@@ -164,9 +166,19 @@ pub async fn serve(
         external.push(ExternalIssuer::load(c)?);
     }
 
-    let store = storage::open(&config.storage_config()).await?;
+    let metrics = Arc::new(Metrics::new(
+        config.metrics.top_workspaces,
+        config.metrics.top_window,
+    ));
+    // Every storage operation is timed, and values above the object size
+    // limit are refused, for all verbs alike.
+    let store: Arc<dyn storage::Store> = Arc::new(MeteredStore::new(
+        storage::open(&config.storage_config()).await?,
+        metrics.clone(),
+        config.limits.max_object_bytes,
+    ));
     let registry = Registry::open(
-        store,
+        store.clone(),
         RegistryConfig {
             key_root: config.storage.root.clone(),
             advertise_address: advertise.clone(),
@@ -195,12 +207,16 @@ pub async fn serve(
         }
     }
 
-    let metrics = Arc::new(Metrics::new(
-        config.metrics.top_workspaces,
-        config.metrics.top_window,
-    ));
     let (audit, audit_writer) = AuditLog::start(&config.audit, metrics.audit_dropped_counter())?;
     let fairness = FairAdmission::new(&config.limits.fairness, Some(metrics.fairness_gauges()));
+    let limits = Arc::new(config.limits.clone());
+    let quota = Arc::new(ObjectQuota::new(
+        store,
+        limits.clone(),
+        Some(metrics.clone()),
+    ));
+    quota.spawn_sweeper();
+    crate::metrics::spawn_workspace_gauges(metrics.clone(), registry.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = AppState::new(
         registry.clone(),
@@ -217,7 +233,8 @@ pub async fn serve(
             metrics: metrics.clone(),
             audit,
             fairness: Arc::new(fairness),
-            limits: Arc::new(config.limits.clone()),
+            limits,
+            quota,
             stopping: stop_rx.clone(),
         },
     );

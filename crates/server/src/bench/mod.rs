@@ -13,6 +13,7 @@
 //! are counted in the table and the first of each kind printed.
 
 mod client;
+mod fairness;
 mod histogram;
 mod limits;
 mod process;
@@ -52,6 +53,9 @@ pub enum Scenario {
     /// Create --workspaces workspaces; RSS, storage, GET p99, restart time
     /// (spawned servers only; not in the default set).
     Workspaces,
+    /// A noisy workspace at saturation against a quiet one at 50 GET/s
+    /// (spawned embedded servers; not in the default set). See `fairness.rs`.
+    Fairness,
 }
 
 /// Which store a spawned server runs on.
@@ -167,6 +171,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let progress = Progress::new(!args.no_progress);
     let exe = std::env::current_exe().context("locating this executable")?;
     let id = run_id();
+    if args.scenarios.contains(&Scenario::Fairness) {
+        let f = fairness::FairnessArgs {
+            duration: args.duration,
+            warmup: args.warmup,
+            noisy_connections: 2 * args.connections,
+            quiet_rate: 50,
+        };
+        fairness::run(&exe, &id, &f).await?;
+        if args.scenarios.len() == 1 {
+            return Ok(());
+        }
+    }
     let mut report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),

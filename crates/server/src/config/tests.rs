@@ -185,7 +185,7 @@ level = "request"
     let acme = WorkspacePath::parse("acme:team-a").expect("path");
     let other = WorkspacePath::parse("acme").expect("path");
     assert_eq!(c.limits.object_quota(&acme), 7);
-    assert_eq!(c.limits.object_quota(&other), 100_000);
+    assert_eq!(c.limits.object_quota(&other), 1_000_000);
     match c.storage_config() {
         StorageConfig::Etcd(e) => {
             assert_eq!(e.endpoints.len(), 2);

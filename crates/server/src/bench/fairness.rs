@@ -1,0 +1,392 @@
+//! `wsgate bench --scenarios fairness`: a noisy workspace against a quiet
+//! one on the same server.
+//!
+//! The quiet workspace sends GETs of one ConfigMap at a fixed rate (open
+//! loop, 50/s by default), measured from the planned send time so a stalled
+//! server cannot hide its own delay. The noisy workspace runs many closed-
+//! loop connections of LISTs (100 ConfigMaps each: heavy for the server,
+//! cheap for this client), far more than the fair-admission limits admit;
+//! a 429 is retried after 10 ms (the minimum backoff of a retrying client;
+//! `Retry-After` is ignored on purpose, to keep the pressure on).
+//!
+//! Phases on one spawned server (embedded store) with fair admission on:
+//! quiet alone, quiet with the noisy one, and the same again (memory must
+//! not grow from the first noisy phase to the second); then, for
+//! comparison, quiet with the noisy one on a server with fairness off.
+//! Printed: the quiet workspace's p50/p99 per phase and the ratio to
+//! alone, the noisy one's admitted and refused (429) rates, server RSS.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hyper::{Method, StatusCode};
+
+use super::client::{Conn, Endpoint, Pool, Req};
+use super::histogram::Latencies;
+use super::process::{free_port, rss_bytes};
+
+/// What the fairness benchmark is run with.
+#[derive(Clone, Debug)]
+pub struct FairnessArgs {
+    /// Measured time of each phase.
+    pub duration: Duration,
+    /// Unmeasured warm-up before each phase.
+    pub warmup: Duration,
+    /// Closed-loop connections of the noisy workspace.
+    pub noisy_connections: usize,
+    /// Quiet GETs per second.
+    pub quiet_rate: u64,
+}
+
+/// The server's fair-admission settings for the run: sized to this
+/// machine (a few requests per core in flight), so that admission rather
+/// than the CPU run queue is where a burst waits.
+fn fairness_config(enabled: bool, cores: usize) -> String {
+    let max = (4 * cores).max(4);
+    format!(
+        "[limits.fairness]\nenabled = {enabled}\nmax_in_flight = {max}\nworkspace_max_in_flight = {}\nqueue_length = {}\n",
+        max / 2,
+        2 * max
+    )
+}
+
+/// A spawned `wsgate serve`, killed on drop.
+struct Server {
+    child: std::process::Child,
+    endpoint: Endpoint,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    async fn start(exe: &Path, config: &str) -> anyhow::Result<Server> {
+        let dir = tempfile::tempdir()?;
+        let config_path = dir.path().join("fairness.toml");
+        std::fs::write(&config_path, config)?;
+        let port = free_port()?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new(exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--insecure-http")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("WSGATE_LOG_LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("spawning {} serve", exe.display()))?;
+        let mut server = Server {
+            child,
+            endpoint: Endpoint::from_addr(addr),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = server.child.try_wait()? {
+                bail!("wsgate serve exited during start-up: {status}");
+            }
+            if let Ok(mut c) = Conn::connect(&server.endpoint).await
+                && let Ok(r) = c.send(&Req::get("/readyz")).await
+                && r.status.is_success()
+            {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                bail!("wsgate serve was not ready within 60s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn rss(&self) -> Option<u64> {
+        rss_bytes(self.child.id())
+    }
+}
+
+const JSON: &str = "application/json";
+
+async fn expect(pool: &Pool, req: Req) -> anyhow::Result<()> {
+    let r = pool.send(&req).await?;
+    if r.status != req.expect {
+        bail!(
+            "{} {}: {} {}",
+            req.method,
+            req.path,
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    Ok(())
+}
+
+/// Creates the two workspaces and their objects.
+async fn set_up(pool: &Pool, noisy: &str, quiet: &str) -> anyhow::Result<()> {
+    for ws in [noisy, quiet] {
+        let body = serde_json::json!({
+            "apiVersion": "tenancy.wsgate.io/v1alpha1", "kind": "Workspace",
+            "metadata": {"name": ws},
+        });
+        expect(
+            pool,
+            Req::with_body(
+                Method::POST,
+                "/apis/tenancy.wsgate.io/v1alpha1/workspaces",
+                JSON,
+                body.to_string(),
+                StatusCode::CREATED,
+            ),
+        )
+        .await?;
+    }
+    let cm = |name: &str| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name},
+            "data": {"key": "x".repeat(100)},
+        })
+        .to_string()
+    };
+    for i in 0..100 {
+        expect(
+            pool,
+            Req::with_body(
+                Method::POST,
+                format!("/clusters/{noisy}/api/v1/namespaces/default/configmaps"),
+                JSON,
+                cm(&format!("cm-{i}")),
+                StatusCode::CREATED,
+            ),
+        )
+        .await?;
+    }
+    expect(
+        pool,
+        Req::with_body(
+            Method::POST,
+            format!("/clusters/{quiet}/api/v1/namespaces/default/configmaps"),
+            JSON,
+            cm("probe"),
+            StatusCode::CREATED,
+        ),
+    )
+    .await
+}
+
+/// One phase's figures.
+#[derive(Default)]
+struct Phase {
+    quiet: Latencies,
+    quiet_errors: u64,
+    noisy_ok: u64,
+    noisy_429: u64,
+    noisy_errors: u64,
+    seconds: f64,
+}
+
+/// Runs the quiet workspace for `warmup + duration` (recording only the
+/// measured part) and, when `noisy` is set, the noisy one alongside.
+async fn phase(
+    endpoint: &Endpoint,
+    args: &FairnessArgs,
+    noisy: Option<&str>,
+    quiet: &str,
+) -> anyhow::Result<Phase> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let mut noisy_tasks = Vec::new();
+    if let Some(ws) = noisy {
+        let req = Req::get(format!(
+            "/clusters/{ws}/api/v1/namespaces/default/configmaps"
+        ));
+        for _ in 0..args.noisy_connections {
+            let (stop, measuring, counters, req) = (
+                stop.clone(),
+                measuring.clone(),
+                counters.clone(),
+                req.clone(),
+            );
+            let endpoint = endpoint.clone();
+            noisy_tasks.push(tokio::spawn(async move {
+                let mut conn = match Conn::connect(&endpoint).await {
+                    Ok(c) => c,
+                    Err(_) => return,
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let r = conn.send(&req).await;
+                    let slot = match &r {
+                        Ok(r) if r.status == StatusCode::OK => 0,
+                        Ok(r) if r.status == StatusCode::TOO_MANY_REQUESTS => 1,
+                        _ => 2,
+                    };
+                    if measuring.load(Ordering::Relaxed) {
+                        counters[slot].fetch_add(1, Ordering::Relaxed);
+                    }
+                    if slot != 0 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }));
+        }
+    }
+
+    // The quiet workspace: open loop at a fixed rate, on a few connections.
+    let pool = Arc::new(Pool::new(endpoint, 8));
+    let probe = Req::get(format!(
+        "/clusters/{quiet}/api/v1/namespaces/default/configmaps/probe"
+    ));
+    let interval = Duration::from_secs_f64(1.0 / args.quiet_rate.max(1) as f64);
+    let started = Instant::now();
+    let measure_from = started + args.warmup;
+    let end = measure_from + args.duration;
+    let mut sends = Vec::new();
+    let mut next = started;
+    while next < end {
+        tokio::time::sleep_until(next.into()).await;
+        if next >= measure_from && !measuring.load(Ordering::Relaxed) {
+            measuring.store(true, Ordering::Relaxed);
+        }
+        let (pool, probe, planned) = (pool.clone(), probe.clone(), next);
+        let measured = next >= measure_from;
+        sends.push(tokio::spawn(async move {
+            let r = pool.send(&probe).await;
+            let ok = matches!(&r, Ok(r) if r.status == StatusCode::OK);
+            (measured, ok, planned.elapsed())
+        }));
+        next += interval;
+    }
+    let mut out = Phase::default();
+    for s in sends {
+        let (measured, ok, latency) = s.await?;
+        if !measured {
+            continue;
+        }
+        if ok {
+            out.quiet.record(latency);
+        } else {
+            out.quiet_errors += 1;
+        }
+    }
+    measuring.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for t in noisy_tasks {
+        let _ = t.await;
+    }
+    out.seconds = args.duration.as_secs_f64();
+    out.noisy_ok = counters[0].load(Ordering::Relaxed);
+    out.noisy_429 = counters[1].load(Ordering::Relaxed);
+    out.noisy_errors = counters[2].load(Ordering::Relaxed);
+    Ok(out)
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "-".into(),
+        |d| format!("{:.2} ms", d.as_secs_f64() * 1e3),
+    )
+}
+
+fn mib(b: Option<u64>) -> String {
+    b.map_or_else(
+        || "-".into(),
+        |b| format!("{:.1} MiB", b as f64 / 1048576.0),
+    )
+}
+
+/// Runs the benchmark and prints its table.
+pub async fn run(exe: &Path, run_id: &str, args: &FairnessArgs) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let noisy = format!("noisy-{run_id}");
+    let quiet = format!("quiet-{run_id}");
+    println!(
+        "fairness: quiet {} GET/s, noisy {} connections of LIST (100 objects), {}s per phase after {}s warm-up",
+        args.quiet_rate,
+        args.noisy_connections,
+        args.duration.as_secs_f64(),
+        args.warmup.as_secs_f64()
+    );
+    let on_config = fairness_config(true, cores);
+    println!("server config (fairness on):\n{on_config}");
+
+    let mut rows = Vec::new();
+    let server = Server::start(exe, &on_config).await?;
+    set_up(&Pool::new(&server.endpoint, 4), &noisy, &quiet).await?;
+    let rss_start = server.rss();
+    let alone = phase(&server.endpoint, args, None, &quiet).await?;
+    rows.push(("quiet alone", alone, server.rss()));
+    let first = phase(&server.endpoint, args, Some(&noisy), &quiet).await?;
+    rows.push(("with noisy (fairness on)", first, server.rss()));
+    let second = phase(&server.endpoint, args, Some(&noisy), &quiet).await?;
+    rows.push(("with noisy again (fairness on)", second, server.rss()));
+    drop(server);
+
+    let off_config = fairness_config(false, cores);
+    let server = Server::start(exe, &off_config).await?;
+    set_up(&Pool::new(&server.endpoint, 4), &noisy, &quiet).await?;
+    let off = phase(&server.endpoint, args, Some(&noisy), &quiet).await?;
+    rows.push(("with noisy (fairness off)", off, server.rss()));
+    drop(server);
+
+    let base_p99 = rows[0].1.quiet.p99();
+    println!(
+        "\n{:<32} {:>10} {:>10} {:>8} {:>7} {:>11} {:>11} {:>7} {:>10}",
+        "phase",
+        "quiet p50",
+        "quiet p99",
+        "p99 x",
+        "q err",
+        "noisy ok/s",
+        "noisy 429/s",
+        "n err",
+        "RSS end"
+    );
+    for (name, p, rss) in &rows {
+        let ratio = match (p.quiet.p99(), base_p99) {
+            (Some(a), Some(b)) if !b.is_zero() => {
+                format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
+            }
+            _ => "-".into(),
+        };
+        println!(
+            "{:<32} {:>10} {:>10} {:>8} {:>7} {:>11.0} {:>11.0} {:>7} {:>10}",
+            name,
+            ms(p.quiet.p50()),
+            ms(p.quiet.p99()),
+            ratio,
+            p.quiet_errors,
+            p.noisy_ok as f64 / p.seconds,
+            p.noisy_429 as f64 / p.seconds,
+            p.noisy_errors,
+            mib(*rss)
+        );
+    }
+    println!(
+        "\nserver RSS (fairness on): {} after set-up, {} after the first noisy phase, {} after the second",
+        mib(rss_start),
+        mib(rows[1].2),
+        mib(rows[2].2)
+    );
+    if let (Some(on), Some(alone)) = (rows[1].1.quiet.p99(), base_p99) {
+        let x = on.as_secs_f64() / alone.as_secs_f64().max(1e-9);
+        println!(
+            "quiet p99 with noisy / alone (fairness on): {x:.2}x (target <= 2x: {})",
+            if x <= 2.0 { "ok" } else { "ABOVE TARGET" }
+        );
+    }
+    Ok(())
+}
