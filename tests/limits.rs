@@ -1,0 +1,358 @@
+//! Per-workspace limits through the real binary over HTTP: the object-count
+//! quota (403 at the limit, recovery after a delete, a per-workspace
+//! override), the object size limit (413 on create and on a patch that
+//! grows an object), the 3 MiB body limit (413), and the per-user watch
+//! limit (429 with Retry-After, freed when a watch ends).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+use wsgate_e2e::{Engine, RawResponse, Server, etcd_or_skip};
+
+const DEFAULT_QUOTA: u64 = 25;
+const ROOMY_QUOTA: u64 = 40;
+
+fn config_file(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let path = dir.join("limits.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[limits]
+default_object_quota = {DEFAULT_QUOTA}
+max_object_bytes = "64KiB"
+max_watches_per_user = 2
+max_watches_per_workspace = 100
+
+[limits.workspaces."roomy"]
+object_quota = {ROOMY_QUOTA}
+"#
+        ),
+    )?;
+    Ok(path)
+}
+
+fn start(engine: Engine, dir: &std::path::Path) -> Result<Server> {
+    let config = config_file(dir)?;
+    let config = config.to_str().context("utf-8 path")?;
+    Server::start_with(engine, &["--config", config])
+}
+
+fn json_of(r: &RawResponse) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+}
+
+fn expect_status(r: &RawResponse, code: u16, reason: &str) -> Result<Value> {
+    let v = json_of(r);
+    ensure!(
+        r.status == code && v["kind"] == "Status" && v["reason"] == reason,
+        "expected {code} {reason}, got {} {}",
+        r.status,
+        r.text()
+    );
+    Ok(v)
+}
+
+fn post(s: &Server, path: &str, body: &Value) -> Result<RawResponse> {
+    s.request(
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        Some(body.to_string().as_bytes()),
+    )
+}
+
+fn configmap(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
+}
+
+/// Creates ConfigMaps in `ws` until the quota refuses one; returns how
+/// many were created and the refusal.
+fn fill(s: &Server, ws: &str, max: u64) -> Result<(u64, RawResponse)> {
+    let path = format!("/clusters/{ws}/api/v1/namespaces/default/configmaps");
+    for i in 0..=max {
+        let r = post(s, &path, &configmap(&format!("cm-{i}")))?;
+        match r.status {
+            201 => {}
+            403 => return Ok((i, r)),
+            _ => bail!("creating cm-{i} in {ws}: {} {}", r.status, r.text()),
+        }
+    }
+    bail!("{ws}: {} creates were all accepted (quota {max})", max + 1)
+}
+
+fn quota(s: &Server, engine: &str) -> Result<()> {
+    s.create_workspace("acme")?;
+    s.create_workspace("roomy")?;
+    let (created, refused) = fill(s, "acme", DEFAULT_QUOTA)?;
+    ensure!(created > 0, "[{engine}] the new workspace was full already");
+    let v = expect_status(&refused, 403, "Forbidden")?;
+    let msg = v["message"].as_str().unwrap_or("");
+    let want = format!(
+        "exceeded quota: objects in workspace acme: limit {DEFAULT_QUOTA}, used {DEFAULT_QUOTA}"
+    );
+    ensure!(
+        msg.contains(&want),
+        "[{engine}] message {msg:?} lacks {want:?}"
+    );
+    ensure!(
+        msg.starts_with(&format!("configmaps \"cm-{created}\" is forbidden")),
+        "[{engine}] message {msg:?}"
+    );
+
+    // Every resource counts against the same quota.
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
+    let r = post(
+        s,
+        "/clusters/acme/api/v1/namespaces/default/secrets",
+        &secret,
+    )?;
+    expect_status(&r, 403, "Forbidden")?;
+
+    // A delete frees one place, exactly one.
+    let r = s.request(
+        "DELETE",
+        "/clusters/acme/api/v1/namespaces/default/configmaps/cm-0",
+        &[],
+        None,
+    )?;
+    ensure!(
+        r.status == 200,
+        "[{engine}] delete: {} {}",
+        r.status,
+        r.text()
+    );
+    let r = post(
+        s,
+        "/clusters/acme/api/v1/namespaces/default/secrets",
+        &secret,
+    )?;
+    ensure!(
+        r.status == 201,
+        "[{engine}] after a delete: {} {}",
+        r.status,
+        r.text()
+    );
+    let r = post(
+        s,
+        "/clusters/acme/api/v1/namespaces/default/configmaps",
+        &configmap("one-too-many"),
+    )?;
+    expect_status(&r, 403, "Forbidden")?;
+
+    // The override: "roomy" holds ROOMY_QUOTA objects.
+    let (roomy, refused) = fill(s, "roomy", ROOMY_QUOTA)?;
+    ensure!(
+        roomy == created + (ROOMY_QUOTA - DEFAULT_QUOTA),
+        "[{engine}] roomy took {roomy} objects, acme {created}: the override should add {}",
+        ROOMY_QUOTA - DEFAULT_QUOTA
+    );
+    let v = expect_status(&refused, 403, "Forbidden")?;
+    ensure!(
+        v["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("workspace roomy: limit {ROOMY_QUOTA}")),
+        "[{engine}] {v}"
+    );
+    Ok(())
+}
+
+fn sizes(s: &Server, engine: &str) -> Result<()> {
+    s.create_workspace("sizes")?;
+    let base = "/clusters/sizes/api/v1/namespaces/default/configmaps";
+    // 100 KiB of data: a small body, but over the 64 KiB object limit.
+    let big = "x".repeat(100 << 10);
+    let mut cm = configmap("big");
+    cm["data"]["k"] = json!(big);
+    let r = post(s, base, &cm)?;
+    let v = expect_status(&r, 413, "RequestEntityTooLarge")?;
+    ensure!(v["code"] == 413, "[{engine}] Status code field: {v}");
+    let r = s.request("GET", &format!("{base}/big"), &[], None)?;
+    ensure!(r.status == 404, "[{engine}] the big object was stored");
+
+    // A patch that grows an object past the limit is refused, and the
+    // object stays as it was.
+    let r = post(s, base, &configmap("grows"))?;
+    ensure!(
+        r.status == 201,
+        "[{engine}] create: {} {}",
+        r.status,
+        r.text()
+    );
+    let patch = json!({"data": {"k": big}});
+    let r = s.request(
+        "PATCH",
+        &format!("{base}/grows"),
+        &[("Content-Type", "application/merge-patch+json")],
+        Some(patch.to_string().as_bytes()),
+    )?;
+    expect_status(&r, 413, "RequestEntityTooLarge")?;
+    let r = s.request("GET", &format!("{base}/grows"), &[], None)?;
+    ensure!(
+        json_of(&r)["data"]["k"] == "v",
+        "[{engine}] the patch was applied: {}",
+        r.text()
+    );
+    // An update too.
+    let mut grown = json_of(&r);
+    grown["data"]["k"] = json!(big);
+    let r = s.request(
+        "PUT",
+        &format!("{base}/grows"),
+        &[("Content-Type", "application/json")],
+        Some(grown.to_string().as_bytes()),
+    )?;
+    expect_status(&r, 413, "RequestEntityTooLarge")?;
+
+    // The request body limit: 3 MiB and one byte.
+    let mut huge = configmap("huge");
+    huge["data"]["k"] = json!("y".repeat(3 << 20));
+    let r = post(s, base, &huge)?;
+    expect_status(&r, 413, "RequestEntityTooLarge")?;
+    Ok(())
+}
+
+/// An open watch: the connection stays open while this lives.
+struct OpenWatch {
+    status: u16,
+    retry_after: Option<String>,
+    _conn: TcpStream,
+}
+
+fn open_watch(port: u16, path: &str, token: Option<&str>) -> Result<OpenWatch> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Accept: application/json\r\n\r\n"
+    )?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("status line {line:?}"))?;
+    let mut retry_after = None;
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case("retry-after")
+        {
+            retry_after = Some(v.trim().to_owned());
+        }
+    }
+    Ok(OpenWatch {
+        status,
+        retry_after,
+        _conn: conn,
+    })
+}
+
+fn watches(s: &Server, engine: &str) -> Result<()> {
+    s.create_workspace("watchers")?;
+    let path = "/clusters/watchers/api/v1/namespaces/default/configmaps?watch=1";
+    // The first watch ends by itself after 2 s.
+    let first = open_watch(s.port, &format!("{path}&timeoutSeconds=2"), None)?;
+    let second = open_watch(s.port, path, None)?;
+    ensure!(
+        first.status == 200 && second.status == 200,
+        "[{engine}] watches: {} {}",
+        first.status,
+        second.status
+    );
+    let third = open_watch(s.port, path, None)?;
+    ensure!(
+        third.status == 429,
+        "[{engine}] a third watch of one user: {}",
+        third.status
+    );
+    ensure!(
+        third.retry_after.is_some(),
+        "[{engine}] 429 without Retry-After"
+    );
+
+    // Another user is not affected.
+    let token = s.wsgate(&["token", "create", "--user", "alice", "--ttl", "1h"])?;
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "alice-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}],
+    });
+    let r = post(
+        s,
+        "/clusters/watchers/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        &binding,
+    )?;
+    ensure!(
+        r.status == 201,
+        "[{engine}] binding: {} {}",
+        r.status,
+        r.text()
+    );
+    let mut alice = None;
+    for _ in 0..50 {
+        let w = open_watch(s.port, path, Some(&token))?;
+        if w.status == 200 {
+            alice = Some(w);
+            break;
+        }
+        // RBAC follows the binding within moments.
+        ensure!(w.status == 403, "[{engine}] alice's watch: {}", w.status);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ensure!(alice.is_some(), "[{engine}] alice never got her watch");
+
+    // When the first watch ends, its place is free again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = open_watch(s.port, path, None)?;
+        if again.status == 200 {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "[{engine}] the ended watch never gave its place back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop((first, second));
+    Ok(())
+}
+
+#[test]
+fn limits_on_the_embedded_store() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = start(Engine::Embedded, dir.path())?;
+    quota(&s, "embedded")?;
+    sizes(&s, "embedded")?;
+    watches(&s, "embedded")?;
+    Ok(())
+}
+
+#[test]
+fn quota_and_size_on_etcd() -> Result<()> {
+    let Some(etcd) = etcd_or_skip("quota_and_size_on_etcd") else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let s = start(Engine::Etcd(etcd), dir.path())?;
+    quota(&s, "etcd")?;
+    sizes(&s, "etcd")?;
+    Ok(())
+}
