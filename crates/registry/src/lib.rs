@@ -25,6 +25,7 @@ pub mod store;
 pub mod table;
 pub mod validation;
 pub mod watch;
+pub mod watch_cache;
 pub mod workspace;
 
 pub use cluster::{ClusterId, ClusterScope, WorkspacePath};

@@ -80,6 +80,7 @@ impl Registry {
             workspaces: workspaces.clone(),
             namespaces: root.resource_prefix("", "namespaces"),
             advertise_address: config.advertise_address.clone(),
+            watch_caches: crate::watch_cache::WatchCaches::new(store.clone()),
         });
         let mut stores = Vec::new();
         for b in builtin::catalog(&root) {
@@ -90,11 +91,15 @@ impl Registry {
             }
             stores.push(Arc::new(rs));
         }
-        let workspace_store = Arc::new(ResourceStore::new(
-            Arc::new(workspace::descriptor(&root)),
-            Arc::new(workspace::WorkspaceStrategy),
-            ctx.clone(),
-        ));
+        let workspace_store = Arc::new(
+            ResourceStore::new(
+                Arc::new(workspace::descriptor(&root)),
+                Arc::new(workspace::WorkspaceStrategy),
+                ctx.clone(),
+            )
+            // The workspace index already holds every workspace in memory.
+            .without_watch_cache(),
+        );
         stores.push(workspace_store.clone());
         let schemas = Arc::new(crd::schema::SchemaCache::default());
         let crd_store = Arc::new(
@@ -231,6 +236,12 @@ impl Registry {
 
     pub fn wildcard_allowed(&self) -> bool {
         self.wildcard.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The watch caches (one per resource prefix): configuration and the
+    /// figures `/metrics` exports.
+    pub fn watch_caches(&self) -> &Arc<crate::watch_cache::WatchCaches> {
+        &self.ctx.watch_caches
     }
 
     fn is_crds(rs: &ResourceStore) -> bool {

@@ -22,6 +22,7 @@ use crate::schema::{FieldValidation, RoundTrip};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{self, ApiError, ApiResult, Reason};
 use crate::validation::FieldError;
+use crate::watch_cache::{WatchCache, WatchCaches};
 use crate::workspace::WorkspaceIndex;
 
 /// How often a write that lost an unconditional race is retried.
@@ -42,6 +43,8 @@ pub struct StoreContext {
     pub workspaces: Arc<WorkspaceIndex>,
     pub namespaces: ResourcePrefix,
     pub advertise_address: String,
+    /// The watch caches of every resource prefix (created on first use).
+    pub watch_caches: Arc<WatchCaches>,
 }
 
 /// Which patch format a PATCH carries.
@@ -71,6 +74,21 @@ pub enum Subresource {
     Main,
     Status,
     Scale,
+}
+
+/// One item of a list page: the stored bytes when they can be served as
+/// they are (no conversion, no annotation), else the decoded object.
+enum Item {
+    Stored(KeyValue),
+    Object(Object),
+}
+
+/// A list page before rendering.
+struct Page {
+    items: Vec<(Vec<u8>, Item)>,
+    revision: Revision,
+    more: bool,
+    remaining: Option<i64>,
 }
 
 /// A page of a list.
@@ -136,6 +154,10 @@ pub struct ResourceStore {
     /// object would be one more write each).
     lease: tokio::sync::Mutex<Option<(storage::LeaseId, tokio::time::Instant)>>,
     ctx: Arc<StoreContext>,
+    /// Whether reads may use the prefix's watch cache.
+    use_cache: bool,
+    /// The prefix's watch cache, once looked up.
+    cache: std::sync::OnceLock<Arc<WatchCache>>,
 }
 
 pub fn decode(kv: &KeyValue) -> ApiResult<Object> {
@@ -256,7 +278,34 @@ impl ResourceStore {
             types,
             lease: tokio::sync::Mutex::new(None),
             ctx,
+            use_cache: true,
+            cache: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reads and watches go to storage only (a resource whose objects are
+    /// indexed elsewhere already, such as workspaces).
+    #[must_use]
+    pub fn without_watch_cache(mut self) -> Self {
+        self.use_cache = false;
+        self
+    }
+
+    /// The prefix's watch cache when it can serve reads (started on first
+    /// use; `None` while it loads).
+    pub(crate) fn watch_cache(&self) -> Option<&Arc<WatchCache>> {
+        if !self.use_cache || !self.ctx.watch_caches.enabled() {
+            return None;
+        }
+        let cache = self
+            .cache
+            .get_or_init(|| self.ctx.watch_caches.for_prefix(&self.descriptor.prefix));
+        cache.is_ready().then_some(cache)
+    }
+
+    /// Whether stored bytes are this resource's API form as they are.
+    pub(crate) fn serves_stored_bytes(&self, filter: &Filter) -> bool {
+        self.conversion.is_none() && !filter.wildcard
     }
 
     #[must_use]
@@ -635,40 +684,267 @@ impl ResourceStore {
     ) -> ApiResult<ListResult> {
         let from = opts.list_read_from()?;
         let filter = self.filter(opts, scope, namespace)?;
-        self.list_filtered(scope, namespace, opts, from, &filter)
-            .await
+        let (page, token) = self
+            .list_page(scope, namespace, opts, from, &filter)
+            .await?;
+        let items = page
+            .items
+            .into_iter()
+            .map(|(_, item)| match item {
+                Item::Object(o) => Ok(Value::Object(o)),
+                Item::Stored(kv) => self.read(&kv).map(Value::Object),
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(ListResult {
+            items,
+            resource_version: page.revision,
+            continue_token: token,
+            remaining_item_count: if page.more { page.remaining } else { None },
+        })
     }
 
-    async fn list_filtered(
+    /// A list as JSON bytes: stored objects are spliced in as they are,
+    /// without decoding and re-encoding (the LIST fast path).
+    pub async fn list_json(
+        &self,
+        scope: &ClusterScope,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<Bytes> {
+        let from = opts.list_read_from()?;
+        let filter = self.filter(opts, scope, namespace)?;
+        let (page, token) = self
+            .list_page(scope, namespace, opts, from, &filter)
+            .await?;
+        let mut meta = Map::new();
+        meta.insert("resourceVersion".into(), page.revision.to_string().into());
+        if let Some(c) = token {
+            meta.insert("continue".into(), c.into());
+        }
+        if let (true, Some(r)) = (page.more, page.remaining) {
+            meta.insert("remainingItemCount".into(), r.into());
+        }
+        let head = serde_json::json!({
+            "kind": self.descriptor.list_kind,
+            "apiVersion": self.descriptor.api_version(),
+            "metadata": meta,
+        });
+        let internal =
+            |e: serde_json::Error| ApiError::internal(format!("Internal error occurred: {e}"));
+        let mut out = serde_json::to_vec(&head).map_err(internal)?;
+        let size: usize = page
+            .items
+            .iter()
+            .map(|(_, i)| match i {
+                Item::Stored(kv) => kv.value.len() + 32,
+                Item::Object(_) => 256,
+            })
+            .sum();
+        out.reserve(size + 16);
+        out.pop(); // the closing brace; items follow
+        out.extend_from_slice(b",\"items\":[");
+        for (i, (_, item)) in page.items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match item {
+                Item::Stored(kv) => match splice_resource_version(&kv.value, kv.mod_revision) {
+                    Some(b) => out.extend_from_slice(&b),
+                    None => serde_json::to_writer(&mut out, &self.read(kv)?).map_err(internal)?,
+                },
+                Item::Object(o) => serde_json::to_writer(&mut out, o).map_err(internal)?,
+            }
+        }
+        out.extend_from_slice(b"]}");
+        Ok(Bytes::from(out))
+    }
+
+    /// Whether `kv` belongs in a list under `filter`, and in which form.
+    fn admit(&self, kv: &KeyValue, filter: &Filter) -> ApiResult<Option<Item>> {
+        let Some(parsed) = self
+            .descriptor
+            .prefix
+            .parse(&kv.key, self.descriptor.namespaced())
+        else {
+            return Ok(None);
+        };
+        if self.serves_stored_bytes(filter) {
+            if filter.is_empty() {
+                return Ok(Some(Item::Stored(kv.clone())));
+            }
+            let obj = self.read(kv)?;
+            return Ok(self.matches(filter, &obj).then(|| Item::Stored(kv.clone())));
+        }
+        let mut obj = self.read(kv)?;
+        if filter.wildcard && !self.ctx.workspaces.annotate(&mut obj, parsed.cluster) {
+            return Ok(None);
+        }
+        Ok(self.matches(filter, &obj).then_some(Item::Object(obj)))
+    }
+
+    /// One page of a list, from the watch cache when it can answer, else
+    /// from storage; and its continue token.
+    async fn list_page(
         &self,
         scope: &ClusterScope,
         namespace: Option<&str>,
         opts: &ListOptions,
         from: ReadFrom,
         filter: &Filter,
-    ) -> ApiResult<ListResult> {
+    ) -> ApiResult<(Page, Option<String>)> {
         let collection = self.descriptor.prefix.collection(scope, namespace);
         let limit = opts.limit();
         let token = match opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
             Some(t) => Some(ContinueToken::decode(t, scope, self.descriptor.plural())?),
             None => None,
         };
-        let (mut revision, mut req) = match &token {
+        let cached = match self.watch_cache() {
+            Some(cache) => {
+                self.list_cached(cache, from, filter, token.as_ref(), &collection, limit)
+                    .await?
+            }
+            None => None,
+        };
+        let mut page = match cached {
+            Some(page) => page,
+            None => {
+                self.list_stored(from, filter, token.as_ref(), &collection, limit)
+                    .await?
+            }
+        };
+        if let ClusterScope::One(cluster) = scope
+            && !self.implicit(cluster, namespace).is_empty()
+        {
+            // The stored count no longer describes what remains.
+            page.remaining = None;
+            self.merge_implicit(
+                cluster,
+                namespace,
+                filter,
+                token.as_ref(),
+                &collection,
+                limit,
+                &mut page.items,
+                &mut page.more,
+            )
+            .await?;
+        }
+        let continue_token = if page.more {
+            let last = page
+                .items
+                .last()
+                .map(|(k, _)| k.clone())
+                .unwrap_or_default();
+            let start = String::from_utf8_lossy(last.get(collection.len()..).unwrap_or_default())
+                .into_owned();
+            Some(
+                ContinueToken {
+                    revision: page.revision,
+                    start,
+                }
+                .encode(scope, self.descriptor.plural()),
+            )
+        } else {
+            None
+        };
+        Ok((page, continue_token))
+    }
+
+    /// A page from the watch cache; `None` when it cannot answer for the
+    /// requested revision (storage answers then).
+    async fn list_cached(
+        &self,
+        cache: &WatchCache,
+        from: ReadFrom,
+        filter: &Filter,
+        token: Option<&ContinueToken>,
+        collection: &[u8],
+        limit: usize,
+    ) -> ApiResult<Option<Page>> {
+        let at = match token {
+            Some(t) => t.revision,
+            None => match cache.read_at(from).await {
+                Some(r) => r,
+                None => return Ok(None),
+            },
+        };
+        let end = storage::prefix_end(collection);
+        let mut after: Option<Vec<u8>> = token.map(|t| {
+            let mut s = collection.to_vec();
+            s.extend_from_slice(t.start.as_bytes());
+            s
+        });
+        let mut items = Vec::new();
+        let mut more = false;
+        let mut remaining = None;
+        loop {
+            let chunk = if limit == 0 {
+                0
+            } else if filter.is_empty() {
+                limit - items.len()
+            } else {
+                (limit - items.len()).max(MIN_FILTERED_CHUNK)
+            };
+            let start = match &after {
+                Some(k) => std::ops::Bound::Excluded(k.as_slice()),
+                None => std::ops::Bound::Included(collection),
+            };
+            let Some((kvs, more_in_range)) = cache.range(start, &end, at, chunk) else {
+                return Ok(None);
+            };
+            let n = kvs.len();
+            for (i, kv) in kvs.iter().enumerate() {
+                after = Some(kv.key.to_vec());
+                if let Some(item) = self.admit(kv, filter)? {
+                    items.push((kv.key.to_vec(), item));
+                    if limit > 0 && items.len() == limit {
+                        more = i + 1 < n || more_in_range;
+                        if more && filter.is_empty() {
+                            remaining = cache
+                                .count(std::ops::Bound::Excluded(&kv.key), &end, at)
+                                .map(|c| c as i64);
+                        }
+                        break;
+                    }
+                }
+            }
+            if (limit > 0 && items.len() == limit) || !more_in_range || n == 0 {
+                break;
+            }
+        }
+        Ok(Some(Page {
+            items,
+            revision: at,
+            more,
+            remaining,
+        }))
+    }
+
+    /// A page read from storage.
+    async fn list_stored(
+        &self,
+        from: ReadFrom,
+        filter: &Filter,
+        token: Option<&ContinueToken>,
+        collection: &[u8],
+        limit: usize,
+    ) -> ApiResult<Page> {
+        let (mut revision, mut req) = match token {
             Some(t) => {
-                let mut start = collection.clone();
+                let mut start = collection.to_vec();
                 start.extend_from_slice(t.start.as_bytes());
                 (
                     Some(t.revision),
-                    RangeRequest::prefix(collection.clone()).starting_after(&start),
+                    RangeRequest::prefix(collection.to_vec()).starting_after(&start),
                 )
             }
             None => (
                 self.resolve_read(from).await?,
-                RangeRequest::prefix(collection.clone()),
+                RangeRequest::prefix(collection.to_vec()),
             ),
         };
         let continuing = token.is_some();
-        let mut items: Vec<(Vec<u8>, Object)> = Vec::new();
+        let mut items: Vec<(Vec<u8>, Item)> = Vec::new();
         let mut more = false;
         let mut remaining = None;
         let mut read_revision;
@@ -700,19 +976,8 @@ impl ResourceStore {
             let n = resp.kvs.len();
             for (i, kv) in resp.kvs.iter().enumerate() {
                 last_key = Some(kv.key.clone());
-                let Some(parsed) = self
-                    .descriptor
-                    .prefix
-                    .parse(&kv.key, self.descriptor.namespaced())
-                else {
-                    continue;
-                };
-                let mut obj = self.read(kv)?;
-                if filter.wildcard && !self.ctx.workspaces.annotate(&mut obj, parsed.cluster) {
-                    continue;
-                }
-                if self.matches(filter, &obj) {
-                    items.push((kv.key.to_vec(), obj));
+                if let Some(item) = self.admit(kv, filter)? {
+                    items.push((kv.key.to_vec(), item));
                     if limit > 0 && items.len() == limit {
                         more = i + 1 < n || resp.more;
                         if more && filter.is_empty() {
@@ -730,42 +995,11 @@ impl ResourceStore {
                 None => break,
             }
         }
-        if let ClusterScope::One(cluster) = scope
-            && !self.implicit(cluster, namespace).is_empty()
-        {
-            // The stored count no longer describes what remains.
-            remaining = None;
-            self.merge_implicit(
-                cluster,
-                namespace,
-                filter,
-                token.as_ref(),
-                &collection,
-                limit,
-                &mut items,
-                &mut more,
-            )
-            .await?;
-        }
-        let continue_token = if more {
-            let last = items.last().map(|(k, _)| k.clone()).unwrap_or_default();
-            let start = String::from_utf8_lossy(last.get(collection.len()..).unwrap_or_default())
-                .into_owned();
-            Some(
-                ContinueToken {
-                    revision: read_revision,
-                    start,
-                }
-                .encode(scope, self.descriptor.plural()),
-            )
-        } else {
-            None
-        };
-        Ok(ListResult {
-            items: items.into_iter().map(|(_, o)| Value::Object(o)).collect(),
-            resource_version: read_revision,
-            continue_token,
-            remaining_item_count: if more { remaining } else { None },
+        Ok(Page {
+            items,
+            revision: read_revision,
+            more,
+            remaining,
         })
     }
 
@@ -780,7 +1014,7 @@ impl ResourceStore {
         token: Option<&ContinueToken>,
         collection: &[u8],
         limit: usize,
-        items: &mut Vec<(Vec<u8>, Object)>,
+        items: &mut Vec<(Vec<u8>, Item)>,
         more: &mut bool,
     ) -> ApiResult<()> {
         let implicit = self.implicit(cluster, namespace);
@@ -819,7 +1053,7 @@ impl ResourceStore {
                 .await
                 .map_err(|e| status::interpret_list_error(e, self.qr()))?;
             if stored.kv.is_none() {
-                items.push((key, obj));
+                items.push((key, Item::Object(obj)));
                 added = true;
             }
         }

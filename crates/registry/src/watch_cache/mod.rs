@@ -1,0 +1,174 @@
+//! The watch cache: per resource prefix, one storage watch feeds an
+//! in-memory copy of every workspace's objects, a bounded window of recent
+//! events and the fan-out to every watcher of that prefix. Lists, watches
+//! and `resourceVersion=0` reads are served from it; consistent reads wait
+//! until it has caught up with storage (see [`consistent`]).
+//!
+//! Caches are created on first use of a prefix (so an unused resource costs
+//! nothing, and CRD stores built at runtime get one too) and are shared by
+//! every `ResourceStore` on the same prefix (core/v1 and events.k8s.io/v1
+//! Events; the versions of one CRD). Until a cache has loaded, and for
+//! reads it cannot answer (a revision older than its window), callers read
+//! storage as before.
+
+mod cache;
+mod consistent;
+mod fanout;
+mod window;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use storage::{Revision, Store};
+
+pub use cache::WatchCache;
+pub use fanout::{CacheEvent, Ended};
+
+use crate::keys::ResourcePrefix;
+use crate::options::ReadFrom;
+
+/// Every prefix's cache, created lazily.
+pub struct WatchCaches {
+    store: Arc<dyn Store>,
+    caches: Mutex<HashMap<Bytes, Arc<WatchCache>>>,
+    /// See [`WatchCaches::trust_watch_delivery`].
+    trusted: Arc<AtomicBool>,
+    /// See [`WatchCaches::set_enabled`].
+    enabled: AtomicBool,
+}
+
+/// One cache's figures, for `/metrics`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheStats {
+    /// The resource prefix (`/registry/core/configmaps/`).
+    pub prefix: String,
+    pub ready: bool,
+    /// Objects cached, across all workspaces.
+    pub objects: usize,
+    /// Key and value bytes of the cached objects.
+    pub bytes: usize,
+    /// Events in the recent-event window.
+    pub window_events: usize,
+    pub watchers: usize,
+    /// The revision the cache has applied.
+    pub revision: Revision,
+    /// How far the cache is behind the store's current revision (the
+    /// store's revision also moves with writes to other prefixes, which
+    /// a cache hears of only through progress notifications).
+    pub lag: Revision,
+}
+
+impl WatchCaches {
+    pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(WatchCaches {
+            store,
+            caches: Mutex::new(HashMap::new()),
+            trusted: Arc::new(AtomicBool::new(false)),
+            enabled: AtomicBool::new(true),
+        })
+    }
+
+    /// Turns serving from the caches on or off (on by default); off, every
+    /// read and watch goes to storage as it would without a cache (tests of
+    /// storage semantics, benchmarks comparing the two).
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::Relaxed);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Declares that the engine delivers every event to a watcher before
+    /// the write is visible and sends honest progress notifications (the
+    /// embedded engine; not etcd before 3.4.31/3.5.13). Consistent reads
+    /// are then answered from the cache after a drain of its watch;
+    /// otherwise only when the cache already holds the quorum revision.
+    /// Set before the first request.
+    pub fn trust_watch_delivery(&self, trusted: bool) {
+        self.trusted.store(trusted, Ordering::Relaxed);
+    }
+
+    /// The cache of `prefix`, started on first use.
+    pub fn for_prefix(&self, prefix: &ResourcePrefix) -> Arc<WatchCache> {
+        let mut caches = self.caches.lock();
+        if let Some(c) = caches.get(prefix.as_bytes()) {
+            return c.clone();
+        }
+        let key = Bytes::copy_from_slice(prefix.as_bytes());
+        let cache = Arc::new(WatchCache::new(
+            key.clone(),
+            self.store.clone(),
+            self.trusted.clone(),
+        ));
+        caches.insert(key, cache.clone());
+        tokio::spawn(cache.clone().run());
+        cache
+    }
+
+    /// Figures of every cache started so far (one storage read for the
+    /// current revision).
+    pub async fn stats(&self) -> Vec<CacheStats> {
+        let current = self.store.current_revision().await.unwrap_or(0);
+        let caches: Vec<Arc<WatchCache>> = self.caches.lock().values().cloned().collect();
+        let mut out: Vec<CacheStats> = caches
+            .iter()
+            .map(|c| {
+                c.note_storage_revision(current);
+                let disabled = c.disabled.load(Ordering::Relaxed);
+                let s = c.state.read();
+                CacheStats {
+                    prefix: String::from_utf8_lossy(&c.prefix).into_owned(),
+                    ready: s.ready && !disabled,
+                    objects: s.objects.len(),
+                    bytes: s.bytes,
+                    window_events: s.window.len(),
+                    watchers: s.watchers.len(),
+                    revision: s.revision,
+                    lag: (current - s.revision).max(0),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        out
+    }
+}
+
+impl WatchCache {
+    /// The revision a read of `from` is served at from this cache, after
+    /// waiting for the cache to be fresh enough; `None` means read storage.
+    pub async fn read_at(&self, from: ReadFrom) -> Option<Revision> {
+        if !self.is_ready() {
+            return None;
+        }
+        let trusted = self.trusted.load(Ordering::Relaxed);
+        match from {
+            ReadFrom::Any => Some(self.revision()),
+            ReadFrom::Exact(x) => Some(x),
+            ReadFrom::NotOlderThan(x) => {
+                if self.revision() >= x {
+                    return Some(self.revision());
+                }
+                if trusted && self.fence_wait().await && self.revision() >= x {
+                    return Some(self.revision());
+                }
+                None
+            }
+            ReadFrom::Latest if trusted => self.fence_wait().await.then(|| self.revision()),
+            ReadFrom::Latest => {
+                let target = self.store().current_revision().await.ok()?;
+                self.note_storage_revision(target);
+                let rev = self.revision();
+                (rev >= target).then_some(rev)
+            }
+        }
+    }
+
+    async fn fence_wait(&self) -> bool {
+        let ticket = self.fence.ticket();
+        self.fence.wait(ticket).await
+    }
+}
