@@ -70,7 +70,6 @@ where
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs per-workspace CRDs (issue 7, in progress)"]
 async fn crd_controller_reconciles_in_its_workspace() -> Result<()> {
     let bin = tokio::task::spawn_blocking(controller_binary).await??;
     let s = Server::start_tls(Engine::Embedded)?;

@@ -6,7 +6,8 @@
 //! registries this project can use). The charts are `tests/helm/app` (a
 //! typical app: Deployment, Service, ConfigMap, Secret, ServiceAccount,
 //! Role/RoleBinding, Ingress, HPA and a post-install Job hook) and
-//! `tests/helm/widgets` (a CRD in `crds/` and a custom resource of it).
+//! `tests/helm/widgets` (a CRD in `crds/` and a custom resource of it,
+//! which helm creates right after the CRD without waiting for discovery).
 //! Helm sends its release record (a Secret) as Kubernetes protobuf, so
 //! every install here also exercises the protobuf request path.
 //!
@@ -670,7 +671,6 @@ fn kubectl_applies_rendered_chart() -> Result<()> {
 /// The widgets chart: helm applies its CRD from `crds/`, then a custom
 /// resource of it at once (no waiting for discovery), per workspace.
 #[test]
-#[ignore = "needs per-workspace CRDs (issue 7, in progress)"]
 fn helm_chart_with_crds() -> Result<()> {
     let test = "helm_chart_with_crds";
     if !helm_or_skip(test) {
