@@ -355,6 +355,16 @@ pub async fn handle(
             };
             Ok(render.respond(StatusCode::OK, &render.object(Value::Object(obj)), false))
         }
+        Verb::List if output == Output::Json => {
+            // The fast path: stored objects spliced in, not re-encoded.
+            let opts = query.list_options()?;
+            let bytes = rs.list_json(&scope, namespace, &opts).await?;
+            Ok(crate::discovery::bytes_response(
+                StatusCode::OK,
+                "application/json",
+                bytes,
+            ))
+        }
         Verb::List => {
             let opts = query.list_options()?;
             let result = rs.list(&scope, namespace, &opts).await?;
@@ -522,6 +532,11 @@ async fn watch_response(
     output: Output,
     include: IncludeObject,
 ) -> Result<Response, ApiError> {
+    if output == Output::Json {
+        // Lines encoded once per event and shared by the cache's watchers.
+        let lines = rs.watch_lines(scope, namespace, opts).await?;
+        return Ok(watch_body(lines.map(Ok::<Bytes, Infallible>), output));
+    }
     let events = rs.watch(scope, namespace, opts).await?;
     let descriptor = rs.descriptor.clone();
     let lines = events.map(move |mut ev: WatchEvent| {
@@ -547,6 +562,14 @@ async fn watch_response(
         line.push(b'\n');
         Ok::<Bytes, Infallible>(Bytes::from(line))
     });
+    Ok(watch_body(lines, output))
+}
+
+/// The chunked response of a watch.
+fn watch_body(
+    lines: impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+    output: Output,
+) -> Response {
     let mut resp = (StatusCode::OK, Body::from_stream(lines)).into_response();
     let ct = match output {
         Output::Yaml => "application/json".to_owned(),
@@ -559,7 +582,7 @@ async fn watch_response(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, private"),
     );
-    Ok(resp)
+    resp
 }
 
 /// Adds `Warning: 299 - "<text>"` headers.

@@ -186,6 +186,12 @@ pub async fn serve(
     )
     .await?;
     registry.set_wildcard_allowed(config.wildcard.allow);
+    // Only the embedded engine delivers watch events before a write is
+    // visible; on etcd consistent reads check the quorum revision instead.
+    registry.watch_caches().trust_watch_delivery(matches!(
+        config.storage_config(),
+        storage::StorageConfig::Embedded(_)
+    ));
     let scheme = if config.insecure_http {
         "http"
     } else {
