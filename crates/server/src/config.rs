@@ -295,6 +295,9 @@ pub struct AuthSection {
     pub service_account_token_max_ttl: Duration,
     /// Other token issuers (`[[auth.issuers]]`).
     pub issuers: Vec<ExternalIssuerConfig>,
+    /// CA (PEM) that signs accepted client certificates (CN = user, O =
+    /// groups) [default: the generated CA in <data-dir>/pki/ca.crt].
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl Default for AuthSection {
@@ -307,6 +310,7 @@ impl Default for AuthSection {
             service_account_token_ttl: Duration::from_secs(DEFAULT_EXPIRATION_SECONDS as u64),
             service_account_token_max_ttl: Duration::from_secs(MAX_EXPIRATION_SECONDS as u64),
             issuers: Vec::new(),
+            client_ca_file: None,
         }
     }
 }
@@ -416,6 +420,10 @@ pub enum AuditLevel {
     Metadata,
     /// Metadata plus the request body (Secret values redacted).
     Request,
+    /// Request plus the response body when not streamed (Secret values
+    /// and tokens redacted).
+    #[value(name = "requestresponse")]
+    RequestResponse,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -427,6 +435,14 @@ pub struct AuditSection {
     pub level: AuditLevel,
     /// Events buffered before new ones are dropped (and counted).
     pub queue_capacity: usize,
+    /// Rotate the file when it would grow past this many MiB (0: never).
+    pub max_size_mb: u64,
+    /// Rotated files kept (`<path>.1` newest).
+    pub max_backups: usize,
+    /// Peers whose `X-Forwarded-For` goes into `sourceIPs`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Per user/group/verb/resource levels; first match wins, else `level`.
+    pub rules: Vec<crate::audit::AuditRule>,
 }
 
 impl Default for AuditSection {
@@ -436,6 +452,10 @@ impl Default for AuditSection {
             path: "-".to_owned(),
             level: AuditLevel::Metadata,
             queue_capacity: 10_000,
+            max_size_mb: 100,
+            max_backups: 5,
+            trusted_proxies: Vec::new(),
+            rules: Vec::new(),
         }
     }
 }

@@ -1,27 +1,35 @@
 //! The security gate every request passes, in this order:
 //!
-//! 1. **authenticate** the bearer token ([`authenticate`]); no token is the
+//! 1. **authenticate** the client certificate or else the bearer token
+//!    ([`authenticate`]); no credential is the
 //!    anonymous user (or, on `--insecure-http`, the local superuser of the
 //!    insecure port), a bad one is 401;
 //! 2. pick the **workspace**: a ServiceAccount token on a path without
 //!    `/clusters/` is served in its own workspace; the token's scope is
 //!    checked *before* the path is resolved, so a workspace outside the
 //!    scope answers the same 401 whether it exists or not;
-//! 3. **authorize** with the workspace's RBAC ([`crate::authz`]);
+//! 3. **authorize**: the user needs an access grant in the workspace (a
+//!    binding naming them or one of their groups; `system:masters` always
+//!    has one), then the workspace's RBAC ([`crate::authz`]) decides the
+//!    request. A missing workspace and one without a grant answer the same
+//!    403 ([`no_access`]);
 //!
 //! and the request-specific checks that need the body: privilege
 //! escalation on Role and binding writes.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, header};
 use registry::cluster::{ClusterId, WorkspacePath};
-use registry::rbac::{RbacPolicy, RoleKind};
+use registry::rbac::{Attributes, RbacPolicy, RoleKind};
 use registry::status::Reason;
 use serde_json::Value;
 
-use crate::AppState;
 use crate::auth::{AuthError, User, WorkspaceScope};
 use crate::error::ApiError;
-use crate::request_info::{ResourceRequest, Verb, WorkspaceRef};
+use crate::request_info::{ResourceRequest, Target, Verb, WorkspaceRef};
+use crate::tls::Peer;
+use crate::{AppState, authz};
 
 pub const SYSTEM_MASTERS: &str = "system:masters";
 /// The identity of token-less requests on `--insecure-http` (upstream's
@@ -32,8 +40,25 @@ fn unauthorized() -> ApiError {
     ApiError(AuthError::Invalid.to_api_error())
 }
 
-/// The request's user, or 401.
-pub fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<User, ApiError> {
+/// The request's user, or 401. A verified client certificate wins over a
+/// bearer token (kube-apiserver tries x509 before tokens): its subject CN
+/// is the user, each O a group; a certificate without a CN is 401.
+pub fn authenticate(
+    app: &AppState,
+    headers: &HeaderMap,
+    peer: Option<&Peer>,
+) -> Result<User, ApiError> {
+    if let Some(cert) = peer.and_then(|p| p.client_cert.as_deref()) {
+        if cert.user.is_empty() {
+            tracing::debug!("client certificate without a common name");
+            return Err(unauthorized());
+        }
+        return Ok(User::authenticated(
+            cert.user.clone(),
+            cert.groups.clone(),
+            WorkspaceScope::All,
+        ));
+    }
     let raw = headers.get(header::AUTHORIZATION);
     let value = match raw {
         None => None,
@@ -69,12 +94,31 @@ pub struct Resolved {
     pub cluster: ClusterId,
 }
 
-/// Step 2: the workspace, checked against the token's scope.
+/// The denial for a user without an access grant in the workspace at
+/// `path`, built only from the request and the path the client sent: a
+/// workspace that does not exist gets exactly the same answer, so a user
+/// cannot probe for workspaces they were never given.
+pub fn no_access(user: &User, path: &str, target: &Target, uri_path: &str) -> ApiError {
+    let reason = format!("no access grant in workspace {path:?}");
+    let me = user.user_info();
+    let err = match target {
+        Target::Resource(req) => authz::resource_attributes(&me, req).forbidden(&reason),
+        _ => Attributes::non_resource(&me, "get", crate::non_resource_path(uri_path))
+            .forbidden(&reason),
+    };
+    ApiError(err)
+}
+
+/// Step 2: the workspace, checked against the token's scope. A workspace
+/// that does not exist answers like one without an access grant
+/// ([`no_access`]) for everybody but `system:masters`, who may enter any.
 pub fn resolve(
     app: &AppState,
     user: &User,
     requested: &WorkspaceRef,
     prefixed: bool,
+    target: &Target,
+    uri_path: &str,
 ) -> Result<Resolved, ApiError> {
     let requested = match (requested, &user.workspaces) {
         // A ServiceAccount token without /clusters/ means its own workspace,
@@ -119,7 +163,8 @@ pub fn resolve(
             let cluster = match app.registry.resolve(p) {
                 Ok(c) => c,
                 Err(_) if bound => return Err(unauthorized()),
-                Err(e) => return Err(e.into()),
+                Err(e) if is_master(user) => return Err(e.into()),
+                Err(_) => return Err(no_access(user, p.as_str(), target, uri_path)),
             };
             if !user.workspaces.allows(p, &cluster) {
                 return Err(unauthorized());
@@ -131,6 +176,29 @@ pub fn resolve(
             })
         }
     }
+}
+
+/// Step 3: the workspace's policy, its access grant, then RBAC for the
+/// request itself.
+pub async fn authorize(
+    app: &AppState,
+    user: &User,
+    at: &Resolved,
+    target: &Target,
+    uri_path: &str,
+) -> Result<Arc<RbacPolicy>, ApiError> {
+    let policy = app.authz.policy(&at.cluster).await?;
+    let me = user.user_info();
+    if let Some(path) = &at.path
+        && !policy.has_access(&me)
+    {
+        return Err(no_access(user, path.as_str(), target, uri_path));
+    }
+    match target {
+        Target::Resource(req) => authz::check_resource(&policy, &me, req)?,
+        _ => authz::check_non_resource(&policy, &me, crate::non_resource_path(uri_path))?,
+    }
+    Ok(policy)
 }
 
 /// The RBAC resource kind of an `rbac.authorization.k8s.io` plural.

@@ -152,7 +152,12 @@ struct Seen {
     object_ref: Option<ObjectRef>,
     /// Health and version probes are not audited.
     quiet: bool,
+    /// A write's body, kept when the audit log may want it.
+    request_body: Option<Bytes>,
 }
+
+/// Responses larger than this are not copied into the audit log.
+const AUDIT_RESPONSE_MAX: u64 = 4 << 20;
 
 fn labels_of(info: &RequestInfo) -> (RequestLabels, Option<ObjectRef>) {
     match &info.target {
@@ -186,9 +191,11 @@ fn labels_of(info: &RequestInfo) -> (RequestLabels, Option<ObjectRef>) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     State(app): State<AppState>,
     request_id: Option<axum::Extension<RequestId>>,
+    peer: Option<axum::Extension<tls::Peer>>,
     info: RequestInfo,
     method: Method,
     uri: Uri,
@@ -203,8 +210,35 @@ async fn handle(
         quiet: matches!(info.target, Target::Health(_) | Target::Version),
         ..Seen::default()
     };
-    let result = serve_request(&app, &mut seen, info, &method, &uri, &headers, body).await;
+    let peer = peer.map(|axum::Extension(p)| p);
+    let result = serve_request(
+        &app,
+        &mut seen,
+        info,
+        &method,
+        &uri,
+        &headers,
+        peer.as_ref(),
+        body,
+    )
+    .await;
     let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    let mut response_body = None;
+    if !seen.quiet && app.audit.wants_response_body() {
+        // Only complete bodies of known size: watches and other streams
+        // pass untouched.
+        use axum::body::HttpBody as _;
+        if let Some(n) = resp.body().size_hint().exact()
+            && n <= AUDIT_RESPONSE_MAX
+        {
+            let (parts, b) = resp.into_parts();
+            let bytes = axum::body::to_bytes(b, n as usize)
+                .await
+                .unwrap_or_default();
+            response_body = Some(bytes.clone());
+            resp = Response::from_parts(parts, Body::from(bytes));
+        }
+    }
     if !seen.quiet && app.audit.enabled() {
         let user = seen.user.as_ref();
         app.audit.record(AuditRecord {
@@ -220,7 +254,7 @@ async fn handle(
                 uid: user.map(|u| u.uid.clone()).filter(|u| !u.is_empty()),
                 groups: user.map(|u| u.groups.clone()).unwrap_or_default(),
             },
-            source_ips: Vec::new(),
+            source_ips: audit::source_ips(peer.as_ref(), &headers, app.audit.trusted_proxies()),
             user_agent: headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
@@ -230,7 +264,8 @@ async fn handle(
             code: resp.status().as_u16(),
             received,
             completed: Utc::now(),
-            request_body: None,
+            request_body: seen.request_body.take(),
+            response_body,
         });
     }
     resp.extensions_mut().insert(seen.labels);
@@ -245,6 +280,7 @@ fn non_resource_path(path: &str) -> &str {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_request(
     app: &AppState,
     seen: &mut Seen,
@@ -252,11 +288,23 @@ async fn serve_request(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    peer: Option<&tls::Peer>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let user = gate::authenticate(app, headers)?;
+    let user = gate::authenticate(app, headers, peer)?;
     seen.labels.user = Some(user.name.clone());
     seen.user = Some(user.clone());
+    // Read once (with the handlers' size limit) so the audit event can
+    // carry it; the handlers get the same bytes.
+    let body = if app.audit.wants_request_body()
+        && matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+    {
+        let bytes = body::read(headers, body).await?;
+        seen.request_body = Some(bytes.clone());
+        Body::from(bytes)
+    } else {
+        body
+    };
     let read_only = *method == Method::GET || *method == Method::HEAD;
     if !matches!(info.target, Target::Resource(_)) && !read_only {
         return Err(ApiError::method_not_allowed());
@@ -268,17 +316,19 @@ async fn serve_request(
         _ => {}
     }
     let prefixed = uri.path().starts_with("/clusters/");
-    let at = gate::resolve(app, &user, &info.workspace, prefixed)?;
+    let at = gate::resolve(
+        app,
+        &user,
+        &info.workspace,
+        prefixed,
+        &info.target,
+        uri.path(),
+    )?;
     seen.labels.workspace = at.path.as_ref().map(ToString::to_string);
     if let Some(sa) = &user.service_account {
         check_service_account(app, &at.cluster, sa).await?;
     }
-    let policy = app.authz.policy(&at.cluster).await?;
-    let me = user.user_info();
-    match &info.target {
-        Target::Resource(req) => authz::check_resource(&policy, &me, req)?,
-        _ => authz::check_non_resource(&policy, &me, non_resource_path(uri.path()))?,
-    }
+    let policy = gate::authorize(app, &user, &at, &info.target, uri.path()).await?;
     let ws_key = seen
         .labels
         .workspace
@@ -561,9 +611,13 @@ async fn health(app: &AppState, name: &str, query: Option<&str>) -> Response {
 
 /// `/metrics`: authenticated, and RBAC `get` on the non-resource URL
 /// `/metrics` in root (system:masters always), like kube-apiserver.
-async fn metrics_endpoint(State(app): State<AppState>, headers: HeaderMap) -> Response {
+async fn metrics_endpoint(
+    State(app): State<AppState>,
+    peer: Option<axum::Extension<tls::Peer>>,
+    headers: HeaderMap,
+) -> Response {
     let answer = async {
-        let user = gate::authenticate(&app, &headers)?;
+        let user = gate::authenticate(&app, &headers, peer.as_deref())?;
         let root = WorkspacePath::root();
         if !user.workspaces.allows_path(&root) {
             return Err(ApiError(

@@ -115,6 +115,10 @@ struct KubeconfigArgs {
     /// Token lifetime [default: auth.user_token_ttl].
     #[arg(long, value_parser = config::units::parse_duration)]
     ttl: Option<Duration>,
+    /// Credentials are a client certificate (CN = user, O = groups) signed
+    /// by the generated CA, valid for --ttl, instead of a token.
+    #[arg(long)]
+    client_cert: bool,
 }
 
 /// The configuration of an offline command: the file (if any) with the data
@@ -198,7 +202,18 @@ fn main() -> anyhow::Result<()> {
             } else {
                 vec![workspace.to_string()]
             };
-            let token = user_token(&cfg, &name, groups, &scope, a.ttl)?;
+            let (token, cert) = if a.client_cert {
+                let ttl = a.ttl.unwrap_or(cfg.auth.user_token_ttl);
+                let groups: Vec<String> = groups
+                    .into_iter()
+                    .filter(|g| g != "system:authenticated")
+                    .collect();
+                let pair =
+                    wsgate_server::tls::issue_client_cert(&cfg.data_dir, &name, &groups, ttl)?;
+                (String::new(), Some(pair))
+            } else {
+                (user_token(&cfg, &name, groups, &scope, a.ttl)?, None)
+            };
             let ca = match cfg.tls_files() {
                 Some(_) => None,
                 None => {
@@ -228,6 +243,7 @@ fn main() -> anyhow::Result<()> {
                 ca_pem: ca.as_deref(),
                 token: &token,
                 user: &name,
+                client_cert: cert.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
             })?;
             print!("{yaml}");
         }

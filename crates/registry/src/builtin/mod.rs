@@ -32,6 +32,7 @@ pub mod autoscaling;
 pub mod core_rules;
 pub mod events;
 pub mod namespace;
+pub mod rbac_rules;
 pub mod service;
 
 /// Verbs of status-like subresources.
@@ -264,8 +265,12 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
             .strategy(GenerationStrategy)
             .status(),
         // rbac.authorization.k8s.io/v1
-        Entry::new::<rbac::ClusterRoleBinding>(r, &[], &[]).strategy(RbacStrategy),
-        Entry::new::<rbac::ClusterRole>(r, &[], &[]).strategy(RbacStrategy),
+        Entry::new::<rbac::ClusterRoleBinding>(r, &[], &[]).strategy(
+            rbac_rules::ClusterRbacStrategy(rbac_rules::ClusterRbacKind::ClusterRoleBinding),
+        ),
+        Entry::new::<rbac::ClusterRole>(r, &[], &[]).strategy(rbac_rules::ClusterRbacStrategy(
+            rbac_rules::ClusterRbacKind::ClusterRole,
+        )),
         Entry::new::<rbac::RoleBinding>(r, &[], &[]).strategy(RbacStrategy),
         Entry::new::<rbac::Role>(r, &[], &[]).strategy(RbacStrategy),
         // storage.k8s.io/v1

@@ -1,8 +1,14 @@
 //! The roles and bindings present in every workspace without being stored
 //! there (upstream `plugin/pkg/auth/authorizer/rbac/bootstrappolicy`, 1.32,
-//! limited to the user-facing roles). The registry can serve these objects
-//! in list/get results; the evaluator always uses these definitions, so a
-//! stored object with one of these names is ignored.
+//! limited to the user-facing roles). The registry serves these objects in
+//! every workspace's get/list results (implicit objects of the ClusterRole
+//! and ClusterRoleBinding strategies); the evaluator always uses these
+//! definitions, and writes of these names are refused (422), so what is
+//! served is what is evaluated. Upstream reconciles its bootstrap roles at
+//! every start (missing rules are put back, a deleted one re-created); here
+//! the server's definition simply always wins, and a workspace extends
+//! `admin`/`edit`/`view` the supported way, with ClusterRoles labelled
+//! `rbac.authorization.k8s.io/aggregate-to-<role>`.
 
 use std::collections::BTreeMap;
 
@@ -309,6 +315,27 @@ fn binding(name: &str, role: &str, subjects: Vec<Subject>) -> ClusterRoleBinding
         },
         subjects: Some(subjects),
     }
+}
+
+/// The bootstrap ClusterRoles as a fresh cluster shows them: aggregated
+/// roles (`admin`, `edit`, `view`) with the rules aggregated from the other
+/// bootstrap roles filled in, as upstream's aggregation controller writes
+/// them. (Rules a workspace aggregates in with its own labelled
+/// ClusterRoles are evaluated, but not shown here.)
+pub fn cluster_roles_resolved() -> Vec<ClusterRole> {
+    let roles = cluster_roles();
+    let resolved = super::policy::resolve_aggregation(&roles);
+    roles
+        .into_iter()
+        .map(|mut r| {
+            if r.aggregation_rule.is_some()
+                && let Some(rules) = r.metadata.name.as_deref().and_then(|n| resolved.get(n))
+            {
+                r.rules = Some(rules.iter().map(PolicyRule::from).collect());
+            }
+            r
+        })
+        .collect()
 }
 
 /// The bootstrap ClusterRoleBindings.

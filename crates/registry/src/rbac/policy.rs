@@ -138,6 +138,42 @@ pub struct RbacPolicy {
     roles: HashMap<(String, String), Arc<[Rule]>>,
     cluster_grants: SubjectIndex,
     namespace_grants: HashMap<String, SubjectIndex>,
+    /// Users (and ServiceAccount user names) and groups named by a binding
+    /// of this workspace, cluster-wide or in any namespace, other than the
+    /// bootstrap bindings every authenticated user has: the workspace's
+    /// access grants.
+    access: AccessIndex,
+}
+
+#[derive(Debug, Default)]
+struct AccessIndex {
+    users: HashSet<String>,
+    groups: HashSet<String>,
+}
+
+impl AccessIndex {
+    fn add(&mut self, subject: &Subject, binding_namespace: &str) {
+        match subject.kind.as_str() {
+            "User" => {
+                self.users.insert(subject.name.clone());
+            }
+            "Group" => {
+                self.groups.insert(subject.name.clone());
+            }
+            "ServiceAccount" => {
+                let ns = subject
+                    .namespace
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(binding_namespace);
+                if !ns.is_empty() {
+                    self.users
+                        .insert(format!("{SA_PREFIX}{ns}:{}", subject.name));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl RbacPolicy {
@@ -179,6 +215,14 @@ impl RbacPolicy {
                 .filter(|b| !bootstrap::is_bootstrap_cluster_role_binding(name_of(&b.metadata)))
                 .cloned(),
         );
+        for b in cluster_bindings
+            .iter()
+            .filter(|b| !bootstrap::is_bootstrap_cluster_role_binding(name_of(&b.metadata)))
+        {
+            for s in b.subjects.iter().flatten() {
+                policy.access.add(s, "");
+            }
+        }
         for b in &cluster_bindings {
             // A ClusterRoleBinding can only reference a ClusterRole.
             let grant = if b.role_ref.kind == "ClusterRole" {
@@ -196,6 +240,9 @@ impl RbacPolicy {
                 continue;
             }
             let grant = policy.grant_for(&b.role_ref, &ns);
+            for s in b.subjects.iter().flatten() {
+                policy.access.add(s, &ns);
+            }
             let index = policy.namespace_grants.entry(ns.clone()).or_default();
             for s in b.subjects.iter().flatten() {
                 index.add(s, &ns, &grant);
@@ -226,6 +273,18 @@ impl RbacPolicy {
                 .get(&(namespace.to_owned(), name.to_owned()))
                 .cloned(),
         }
+    }
+
+    /// Whether `user` may enter this workspace at all: a member of
+    /// `system:masters`, or named (by name or group) in one of its
+    /// bindings, cluster-wide or in any namespace. The bootstrap bindings
+    /// that every authenticated user has (discovery, basic-user,
+    /// public-info) are not access grants, so a workspace you were never
+    /// given anything in answers like one that does not exist.
+    pub fn has_access(&self, user: &UserInfo) -> bool {
+        user.in_group(SYSTEM_MASTERS)
+            || self.access.users.contains(&user.name)
+            || user.groups.iter().any(|g| self.access.groups.contains(g))
     }
 
     /// Decides one request.
@@ -340,7 +399,7 @@ fn compile_rules(rules: &[k8s_openapi::api::rbac::v1::PolicyRule]) -> Arc<[Rule]
 /// match, which is the fixed point upstream's aggregation controller
 /// converges to. Cycles are cut: a role being resolved contributes nothing
 /// to itself.
-fn resolve_aggregation(roles: &[ClusterRole]) -> HashMap<String, Arc<[Rule]>> {
+pub(crate) fn resolve_aggregation(roles: &[ClusterRole]) -> HashMap<String, Arc<[Rule]>> {
     let labels: Vec<serde_json::Map<String, Value>> = roles
         .iter()
         .map(|r| {

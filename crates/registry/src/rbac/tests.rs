@@ -822,3 +822,44 @@ fn objects_from_stored_json_and_the_cache() {
     cache.invalidate(&cluster);
     assert!(cache.is_empty());
 }
+
+#[test]
+fn access_grants_are_bindings_naming_the_user_or_a_group() {
+    let p = RbacPolicy::compile(&objects());
+    let has = |name: &str, groups: &[&str]| p.has_access(&UserInfo::new(name, groups));
+    // Named in a RoleBinding (any namespace), by group, as a ServiceAccount
+    // (namespace defaulted from the binding), or by a ClusterRoleBinding.
+    assert!(has("alice", &["system:authenticated"]));
+    assert!(has("someone", &["team", "system:authenticated"]));
+    assert!(has("system:serviceaccount:ns:builder", &["system:authenticated"]));
+    assert!(has("someone", &["monitoring"]));
+    // A binding to a role that does not exist still names carol.
+    assert!(has("carol", &[]));
+    assert!(has("root", &["system:masters"]));
+    // The bootstrap everybody-bindings (discovery, basic-user,
+    // public-info-viewer) are no access grant.
+    assert!(!has("stranger", &["system:authenticated"]));
+    assert!(!has("system:anonymous", &["system:unauthenticated"]));
+    assert!(!has("system:serviceaccount:other:builder", &["system:authenticated"]));
+    assert!(!RbacPolicy::compile(&RbacObjects::default())
+        .has_access(&UserInfo::new("alice", &["system:authenticated"])));
+}
+
+#[test]
+fn served_bootstrap_roles_carry_their_aggregated_rules() {
+    let roles = bootstrap::cluster_roles_resolved();
+    let rules_of = |n: &str| {
+        roles
+            .iter()
+            .find(|r| r.metadata.name.as_deref() == Some(n))
+            .and_then(|r| r.rules.clone())
+            .unwrap_or_default()
+    };
+    for name in ["admin", "edit", "view"] {
+        assert!(!rules_of(name).is_empty(), "{name}");
+    }
+    // admin includes what edit has, which includes what view has.
+    assert!(rules_of("admin").len() >= rules_of("edit").len());
+    assert!(rules_of("edit").len() >= rules_of("view").len());
+    assert!(!rules_of("cluster-admin").is_empty());
+}

@@ -19,8 +19,11 @@ pub struct KubeconfigParams<'a> {
     pub workspace: &'a WorkspacePath,
     /// PEM of the CA to trust; `None` uses the client's system roots.
     pub ca_pem: Option<&'a str>,
+    /// Bearer token; ignored when `client_cert` is given.
     pub token: &'a str,
     pub user: &'a str,
+    /// PEM certificate and key (`client-certificate-data`/`client-key-data`).
+    pub client_cert: Option<(&'a str, &'a str)>,
 }
 
 /// `<server>/clusters/<path>`: clients append API paths to it.
@@ -37,11 +40,19 @@ pub fn render(p: &KubeconfigParams<'_>) -> Value {
         cluster["certificate-authority-data"] =
             Value::String(base64::engine::general_purpose::STANDARD.encode(ca));
     }
+    let b64 = |s: &str| Value::String(base64::engine::general_purpose::STANDARD.encode(s));
+    let user = match p.client_cert {
+        Some((cert, key)) => json!({
+            "client-certificate-data": b64(cert),
+            "client-key-data": b64(key),
+        }),
+        None => json!({ "token": p.token }),
+    };
     json!({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{ "name": name, "cluster": cluster }],
-        "users": [{ "name": p.user, "user": { "token": p.token } }],
+        "users": [{ "name": p.user, "user": user }],
         "contexts": [{ "name": name, "context": { "cluster": name, "user": p.user } }],
         "current-context": name,
         "preferences": {},

@@ -579,6 +579,7 @@ fn kubeconfigs() {
         ca_pem: Some("-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n"),
         token: "tok",
         user: "admin",
+        client_cert: None,
     };
     let yaml = kubeconfig::render_yaml(&params).unwrap();
     let parsed: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();

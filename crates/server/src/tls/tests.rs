@@ -66,7 +66,8 @@ fn configured_certificates_replace_generated_ones() {
     .unwrap();
     assert!(!material.generated);
     assert_eq!(material.ca_pem, generated.ca_pem);
-    assert!(!other.path().join(PKI_DIR).exists());
+    // The generated CA exists for client certificates; no serving files.
+    assert!(!other.path().join(PKI_DIR).join(SERVING_CERT).exists());
 
     let missing = load_or_create(
         other.path(),
@@ -231,4 +232,161 @@ async fn https_over_h2_and_http1_with_the_generated_ca() {
     );
     let _ = stop.send(());
     let _ = stop2.send(());
+}
+
+#[test]
+fn a_generated_certificate_near_expiry_is_renewed_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let material = load_or_create(dir.path(), None, &[]).unwrap();
+    let pki = dir.path().join(PKI_DIR);
+    let before = material.reloader.current_leaf().unwrap();
+    assert!(!material.reloader.refresh().unwrap(), "nothing to do yet");
+    // Pretend it expires tomorrow: the next check re-issues and swaps it.
+    let meta: ServingMeta =
+        serde_json::from_str(&std::fs::read_to_string(pki.join(SERVING_META)).unwrap()).unwrap();
+    let soon = ServingMeta {
+        not_after: Utc::now().timestamp() + 86_400,
+        ..meta
+    };
+    std::fs::write(pki.join(SERVING_META), serde_json::to_vec(&soon).unwrap()).unwrap();
+    assert!(material.reloader.refresh().unwrap());
+    let after = material.reloader.current_leaf().unwrap();
+    assert_ne!(before, after);
+    // What is served is what is on disk (a restart serves the same).
+    assert_eq!(read_certs(&pki.join(SERVING_CERT)).unwrap()[0], after);
+    assert!(!material.reloader.refresh().unwrap(), "renewed once");
+}
+
+#[test]
+fn configured_files_are_reloaded_when_they_change() {
+    let source = tempfile::tempdir().unwrap();
+    let generated = load_or_create(source.path(), None, &[]).unwrap();
+    let pki = source.path().join(PKI_DIR);
+    let conf = tempfile::tempdir().unwrap();
+    let (cert, key) = (conf.path().join("tls.crt"), conf.path().join("tls.key"));
+    std::fs::copy(pki.join(SERVING_CERT), &cert).unwrap();
+    std::fs::copy(pki.join(SERVING_KEY), &key).unwrap();
+    let material = load_or_create(conf.path(), Some((&cert, &key)), &[]).unwrap();
+    let before = material.reloader.current_leaf().unwrap();
+    assert!(!material.reloader.refresh().unwrap());
+    // The operator (or cert-manager) replaces the files.
+    let renewed = load_or_create(source.path(), None, &["new.example.com".into()]).unwrap();
+    drop((generated, renewed));
+    std::fs::copy(pki.join(SERVING_CERT), &cert).unwrap();
+    std::fs::copy(pki.join(SERVING_KEY), &key).unwrap();
+    assert!(material.reloader.refresh().unwrap());
+    assert_ne!(material.reloader.current_leaf().unwrap(), before);
+    // A broken file keeps the current certificate.
+    std::fs::write(&cert, "garbage").unwrap();
+    assert!(material.reloader.refresh().is_err());
+    assert!(material.reloader.current_leaf().is_some());
+}
+
+#[tokio::test]
+async fn client_certificates_are_requested_not_required_and_name_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let material = load_or_create(dir.path(), None, &[]).unwrap();
+    let ca = material.ca_pem.clone().unwrap();
+    let app = Router::new().route(
+        "/hello",
+        get(|peer: Option<axum::Extension<Peer>>| async move {
+            match peer.and_then(|p| p.0.client_cert.clone()) {
+                Some(id) => format!("{} {:?}", id.user, id.groups),
+                None => "anonymous".to_owned(),
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve_tls(
+        listener,
+        material.server_config.clone(),
+        app,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+
+    // No certificate: the handshake still works.
+    assert_eq!(
+        get_hello(addr, "localhost", Some(&ca), false)
+            .await
+            .unwrap(),
+        "anonymous"
+    );
+
+    let (cert, key) = issue_client_cert(
+        dir.path(),
+        "alice",
+        &["dev".to_owned()],
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    assert_eq!(
+        get_with_cert(addr, &ca, &cert, &key).await.unwrap(),
+        r#"alice ["dev"]"#
+    );
+    assert!(issue_client_cert(dir.path(), "x", &["a".into(), "b".into()], Duration::ZERO).is_err());
+
+    // A certificate from another CA fails the handshake.
+    let other = tempfile::tempdir().unwrap();
+    let (cert, key) =
+        issue_client_cert(other.path(), "mallory", &[], Duration::from_secs(3600)).unwrap();
+    assert!(get_with_cert(addr, &ca, &cert, &key).await.is_err());
+    // So does an expired one.
+    let (cert, key) = issue_client_cert(dir.path(), "old", &[], Duration::ZERO).unwrap();
+    // X.509 times have whole seconds: let not-after pass.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(get_with_cert(addr, &ca, &cert, &key).await.is_err());
+    let _ = tx.send(());
+}
+
+async fn get_with_cert(
+    addr: std::net::SocketAddr,
+    ca: &str,
+    cert: &str,
+    key: &str,
+) -> Result<String, String> {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost".to_owned()).unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = Request::get("https://localhost/hello")
+        .header(hyper::header::HOST, "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    // TLS 1.3 reports a rejected client certificate on the first read.
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
 }
