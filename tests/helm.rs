@@ -306,6 +306,27 @@ fn app_lifecycle(engine: &str, s: &Server) -> Result<()> {
         "{engine}: replicas after upgrade"
     );
     ensure!(config_message(s, "beta")?.as_deref() == Some("beta"));
+    // beta upgrades with server-side apply too (helm keeps the install's
+    // method): helm's field manager owns the fields it applied.
+    let r = beta.run(
+        &["upgrade", "web", "app"],
+        Some(&json!({"message": "beta2", "hook": false})),
+    )?;
+    ensure!(
+        r["version"] == 2 && r["apply_method"] == "ssa",
+        "{engine}: beta upgrade: {r}"
+    );
+    ensure!(config_message(s, "beta")?.as_deref() == Some("beta2"));
+    let cm = object(s, "beta", "v1", "shop", "configmaps", "web-config")?.context("cm")?;
+    let applied = cm["metadata"]["managedFields"]
+        .as_array()
+        .context("managedFields")?
+        .iter()
+        .any(|m| m["operation"] == "Apply" && m["fieldsV1"]["f:data"]["f:message"].is_object());
+    ensure!(
+        applied,
+        "{engine}: no Apply manager owns data.message: {cm}"
+    );
 
     // Rollback acme to revision 1 (a new revision 3).
     let r = acme.run(&["rollback", "web", "1"], None)?;
@@ -344,7 +365,7 @@ fn app_lifecycle(engine: &str, s: &Server) -> Result<()> {
     // Release records live only in their own workspace.
     let web = |n: u32| format!("sh.helm.release.v1.web.v{n}");
     ensure!(release_secrets(s, "acme")? == [web(1), web(2), web(3)]);
-    ensure!(release_secrets(s, "beta")? == [web(1)]);
+    ensure!(release_secrets(s, "beta")? == [web(1), web(2)]);
 
     // list per workspace.
     let list = acme.run(&["list"], None)?;
@@ -355,8 +376,8 @@ fn app_lifecycle(engine: &str, s: &Server) -> Result<()> {
     let list = beta.run(&["list"], None)?;
     ensure!(
         list.as_array().map(Vec::len) == Some(1)
-            && list[0]["version"] == 1
-            && list[0]["config"]["message"] == "beta",
+            && list[0]["version"] == 2
+            && list[0]["config"]["message"] == "beta2",
         "{engine}: beta list {list}"
     );
 
@@ -373,7 +394,7 @@ fn app_lifecycle(engine: &str, s: &Server) -> Result<()> {
         );
     }
     ensure!(release_secrets(s, "acme")?.is_empty());
-    ensure!(release_secrets(s, "beta")? == [web(1)]);
+    ensure!(release_secrets(s, "beta")? == [web(1), web(2)]);
     let list = acme.run(&["list"], None)?;
     ensure!(
         list.as_array().is_none_or(Vec::is_empty),
@@ -676,26 +697,33 @@ fn helm_chart_with_crds() -> Result<()> {
     if !helm_or_skip(test) {
         return Ok(());
     }
-    let s = Server::start_tls(Engine::Embedded)?;
-    for ws in ["acme", "beta", "other"] {
-        create_workspace(&s, ws)?;
+    crd_chart("embedded", &Server::start_tls(Engine::Embedded)?)?;
+    if let Some(etcd) = etcd_or_skip(test) {
+        crd_chart("etcd", &Server::start_tls(Engine::Etcd(etcd))?)?;
     }
-    let widget = |ws: &str| object(&s, ws, "example.wsgate.io/v1", "shop", "widgets", "w");
+    Ok(())
+}
+
+fn crd_chart(engine: &str, s: &Server) -> Result<()> {
+    for ws in ["acme", "beta", "other"] {
+        create_workspace(s, ws)?;
+    }
+    let widget = |ws: &str| object(s, ws, "example.wsgate.io/v1", "shop", "widgets", "w");
     for (ws, size) in [("acme", 3), ("beta", 7)] {
-        let h = Helm::new(&s, ws, "shop")?;
+        let h = Helm::new(s, ws, "shop")?;
         let r = h.run(&["install", "w", "widgets"], Some(&json!({"size": size})))?;
-        ensure!(r["status"] == "deployed", "{ws}: {r}");
+        ensure!(r["status"] == "deployed", "{engine} {ws}: {r}");
         let w = widget(ws)?.context("no widget")?;
         ensure!(
             w["spec"]["size"] == size && w["spec"]["color"] == "blue",
-            "{ws}: {w}"
+            "{engine} {ws}: {w}"
         );
     }
     // The API exists only where the chart was installed.
-    let (code, _) = api(&s, "GET", "/clusters/other/apis/example.wsgate.io/v1", None)?;
+    let (code, _) = api(s, "GET", "/clusters/other/apis/example.wsgate.io/v1", None)?;
     ensure!(code == 404, "the CRD leaked into workspace other: {code}");
     // Schema validation on upgrade: size 11 is over the maximum.
-    let acme = Helm::new(&s, "acme", "shop")?;
+    let acme = Helm::new(s, "acme", "shop")?;
     let err = acme
         .run(&["upgrade", "w", "widgets"], Some(&json!({"size": 11})))
         .err()
@@ -712,12 +740,84 @@ fn helm_chart_with_crds() -> Result<()> {
         "the widget survived the uninstall"
     );
     let (code, _) = api(
-        &s,
+        s,
         "GET",
         "/clusters/acme/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.wsgate.io",
         None,
     )?;
     ensure!(code == 200, "helm deleted its CRD: {code}");
     ensure!(widget("beta")?.is_some());
+    Ok(())
+}
+
+/// A tenant who is only admin of one namespace (a RoleBinding to the
+/// `admin` ClusterRole) installs, lists and uninstalls with helm; the
+/// chart's Role/RoleBinding pass the escalation check because they grant
+/// no more than the tenant holds; another namespace is forbidden.
+#[test]
+fn helm_as_namespace_admin() -> Result<()> {
+    let test = "helm_as_namespace_admin";
+    if !helm_or_skip(test) {
+        return Ok(());
+    }
+    let s = Server::start_tls(Engine::Embedded)?;
+    create_workspace(&s, "acme")?;
+    for ns in ["team", "other"] {
+        let (code, v) = api(
+            &s,
+            "POST",
+            "/clusters/acme/api/v1/namespaces",
+            Some(&json!({"metadata": {"name": ns}})),
+        )?;
+        ensure!(code == 201, "namespace {ns}: {code} {v}");
+    }
+    let binding = json!({
+        "metadata": {"name": "alice-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}],
+    });
+    let (code, v) = api(
+        &s,
+        "POST",
+        "/clusters/acme/apis/rbac.authorization.k8s.io/v1/namespaces/team/rolebindings",
+        Some(&binding),
+    )?;
+    ensure!(code == 201, "rolebinding: {code} {v}");
+    let token = s.wsgate(&[
+        "token",
+        "create",
+        "--user",
+        "alice",
+        "--workspace",
+        "acme",
+        "--ttl",
+        "1h",
+    ])?;
+    let kubeconfig = s.kubeconfig("acme", Some(&token))?;
+    let alice = |namespace: &str| Helm {
+        kubeconfig: kubeconfig.clone(),
+        namespace: namespace.into(),
+    };
+    let values = json!({"hook": false});
+    let r = alice("team").run(
+        &["--no-create-namespace", "install", "web", "app"],
+        Some(&values),
+    )?;
+    ensure!(r["status"] == "deployed", "{r}");
+    let cm = object(&s, "acme", "v1", "team", "configmaps", "web-config")?;
+    ensure!(cm.is_some(), "alice's install wrote no ConfigMap");
+    let list = alice("team").run(&["list"], None)?;
+    ensure!(list.as_array().map(Vec::len) == Some(1), "{list}");
+    let err = alice("other")
+        .run(
+            &["--no-create-namespace", "install", "web", "app"],
+            Some(&values),
+        )
+        .err()
+        .context("alice installed into a namespace she has no rights in")?;
+    ensure!(err.to_string().contains("forbidden"), "{err}");
+    ensure!(object(&s, "acme", "v1", "other", "configmaps", "web-config")?.is_none());
+    alice("team").run(&["uninstall", "web"], None)?;
+    ensure!(object(&s, "acme", "v1", "team", "configmaps", "web-config")?.is_none());
     Ok(())
 }

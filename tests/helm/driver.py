@@ -11,7 +11,7 @@ for rollback and offline rendering (helm-sdkpy 0.1.32's rollback fails with
 "wait strategy not set" after applying, leaving the release
 pending-rollback, and it has no template action).
 
-    driver.py --kubeconfig K --namespace N install NAME CHART [--values JSON] [--ssa]
+    driver.py --kubeconfig K --namespace N install NAME CHART [--values JSON] [--ssa] [--no-create-namespace]
     driver.py ... upgrade NAME CHART [--values JSON]
     driver.py ... rollback NAME REVISION
     driver.py ... list | status NAME | history NAME | uninstall NAME
@@ -57,7 +57,7 @@ async def run(a):
             values=values,
             wait=False,
             timeout=TIMEOUT,
-            create_namespace=True,
+            create_namespace=not a.no_create_namespace,
             server_side_apply=a.ssa,
             # Helm then validates the rendered manifests against the
             # server's OpenAPI before it sends them.
@@ -119,6 +119,11 @@ def main():
     p.add_argument("--namespace", default="default")
     p.add_argument("--values")
     p.add_argument("--ssa", action="store_true", help="install with server-side apply")
+    p.add_argument(
+        "--no-create-namespace",
+        action="store_true",
+        help="install into an existing namespace (a namespace admin may not create one)",
+    )
     p.add_argument("op")
     p.add_argument("args", nargs="*")
     a = p.parse_args()
