@@ -98,7 +98,14 @@ impl Registry {
         };
         loop {
             let mut progress = PurgeProgress::default();
-            for store in self.stores().iter().filter(|s| s.descriptor.namespaced()) {
+            // Built-ins and the workspace's custom resources.
+            let custom = self.crds().stores_of(&cluster);
+            for store in self
+                .stores()
+                .iter()
+                .chain(custom.iter())
+                .filter(|s| s.descriptor.namespaced())
+            {
                 let list = match store
                     .list(&scope, Some(&namespace), &ListOptions::default())
                     .await

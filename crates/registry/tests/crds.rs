@@ -530,3 +530,72 @@ async fn a_second_replica_follows_through_the_watch_and_at_start() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namespace_and_workspace_deletion_remove_custom_objects() {
+    for e in engines("namespace_and_workspace_deletion_remove_custom_objects").await {
+        let r = open(&e).await;
+        let a = workspace(&r, "a").await;
+        create_crd(&r, &a, widget_crd()).await;
+        let v1 = r
+            .resource_in(&a, "example.com", "v1", "widgets")
+            .expect("v1");
+        let ns = r.resource("", "v1", "namespaces").expect("ns").clone();
+        let opts = WriteOptions::default();
+        r.create(
+            &ns,
+            &a,
+            None,
+            obj(json!({"metadata": {"name": "team"}})),
+            &opts,
+        )
+        .await
+        .expect("namespace");
+        for (namespace, name) in [("team", "t"), ("default", "d")] {
+            r.create(
+                &v1,
+                &a,
+                Some(namespace),
+                obj(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}})),
+                &opts,
+            )
+            .await
+            .expect("widget");
+        }
+        r.delete(&ns, &a, None, "team", &DeleteOptions::default())
+            .await
+            .expect("delete namespace");
+        wait_until("the namespace's widget gone", async || {
+            v1.get(&a, Some("team"), "t").await.is_err()
+        })
+        .await;
+        v1.get(&a, Some("default"), "d")
+            .await
+            .expect("other namespace kept");
+        // Deleting the workspace sweeps its custom objects too.
+        let ws = r
+            .resource("tenancy.wsgate.io", "v1alpha1", "workspaces")
+            .expect("workspaces")
+            .clone();
+        r.delete(
+            &ws,
+            &ClusterId::root(),
+            None,
+            "a",
+            &DeleteOptions::default(),
+        )
+        .await
+        .expect("delete workspace");
+        let root = e.root.trim_end_matches('/').to_owned();
+        let store = e.store.clone();
+        let prefix = format!("{root}/example.com/widgets/{}/", a.as_str());
+        wait_until("the workspace's widgets swept", async || {
+            store
+                .range(storage::RangeRequest::prefix(prefix.as_bytes().to_vec()))
+                .await
+                .is_ok_and(|r| r.kvs.is_empty())
+        })
+        .await;
+        assert!(!r.api_set(&a).has_group("example.com"), "{}", e.name);
+    }
+}

@@ -172,14 +172,23 @@ impl CrdIndex {
             .cloned()
     }
 
-    /// Every custom-resource store `cluster` serves (one per version).
+    /// One store per custom resource `cluster` serves (versions share a
+    /// prefix, so one of them reaches every object): for sweeps.
     pub fn stores_of(&self, cluster: &ClusterId) -> Vec<Arc<ResourceStore>> {
-        self.workspaces
-            .read()
-            .get(cluster)
-            .and_then(|w| w.bundle.as_ref())
-            .map(|b| b.stores.values().cloned().collect())
-            .unwrap_or_default()
+        let w = self.workspaces.read();
+        let Some(b) = w.get(cluster).and_then(|w| w.bundle.as_ref()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Arc<ResourceStore>> = Vec::new();
+        for s in b.stores.values() {
+            if !out
+                .iter()
+                .any(|o| o.descriptor.prefix == s.descriptor.prefix)
+            {
+                out.push(s.clone());
+            }
+        }
+        out
     }
 
     /// Whether the CRD serving `group`/`plural` in `cluster` is being deleted
