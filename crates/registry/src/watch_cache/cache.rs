@@ -24,6 +24,8 @@ use super::window::Window;
 const LOAD_PAGE: usize = 10_000;
 /// A prefix whose objects exceed this is not cached (served from storage).
 pub(crate) const MAX_OBJECT_BYTES: usize = 512 * 1024 * 1024;
+/// How many revisions before the current one a cache starts from.
+const HISTORY: Revision = 10_000;
 /// Pause before retrying a failed load or storage watch.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
@@ -117,7 +119,7 @@ impl WatchCache {
     /// compaction.
     pub(crate) async fn run(self: Arc<Self>) {
         loop {
-            let rev = match self.load().await {
+            let rev = match self.load_with_history().await {
                 Ok(Some(rev)) => rev,
                 Ok(None) => return,
                 Err(e) => {
@@ -147,17 +149,34 @@ impl WatchCache {
 
     /// A paged read of the whole prefix at one revision; replaces the
     /// cached objects. `Ok(None)`: too large, the cache turns itself off.
-    async fn load(&self) -> storage::Result<Option<Revision>> {
+    ///
+    /// The snapshot is taken [`HISTORY`] revisions back when storage still
+    /// has them: the storage watch then replays those revisions into the
+    /// window, so watches from a revision shortly before the cache started
+    /// (a client that listed just before) are served from it too.
+    async fn load_with_history(&self) -> storage::Result<Option<Revision>> {
+        let current = self.store.current_revision().await?;
+        let back = current - HISTORY;
+        if back > 0 {
+            match self.load(Some(back)).await {
+                Err(storage::Error::Compacted { .. }) => {}
+                other => return other,
+            }
+        }
+        self.load(None).await
+    }
+
+    async fn load(&self, at: Option<Revision>) -> storage::Result<Option<Revision>> {
         let mut objects = BTreeMap::new();
         let mut bytes = 0usize;
         let mut req = RangeRequest::prefix(self.prefix.clone()).limit(LOAD_PAGE);
-        let mut revision = None;
+        let mut revision = at;
         loop {
             if let Some(r) = revision {
                 req = req.at_revision(r);
             }
             let resp = self.store.range(req.clone()).await?;
-            revision = Some(resp.revision);
+            revision = Some(revision.unwrap_or(resp.revision));
             let last = resp.kvs.last().map(|kv| kv.key.clone());
             for kv in resp.kvs {
                 bytes += kv.key.len() + kv.value.len();
