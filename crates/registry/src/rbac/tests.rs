@@ -831,7 +831,10 @@ fn access_grants_are_bindings_naming_the_user_or_a_group() {
     // (namespace defaulted from the binding), or by a ClusterRoleBinding.
     assert!(has("alice", &["system:authenticated"]));
     assert!(has("someone", &["team", "system:authenticated"]));
-    assert!(has("system:serviceaccount:ns:builder", &["system:authenticated"]));
+    assert!(has(
+        "system:serviceaccount:ns:builder",
+        &["system:authenticated"]
+    ));
     assert!(has("someone", &["monitoring"]));
     // A binding to a role that does not exist still names carol.
     assert!(has("carol", &[]));
@@ -840,9 +843,14 @@ fn access_grants_are_bindings_naming_the_user_or_a_group() {
     // public-info-viewer) are no access grant.
     assert!(!has("stranger", &["system:authenticated"]));
     assert!(!has("system:anonymous", &["system:unauthenticated"]));
-    assert!(!has("system:serviceaccount:other:builder", &["system:authenticated"]));
-    assert!(!RbacPolicy::compile(&RbacObjects::default())
-        .has_access(&UserInfo::new("alice", &["system:authenticated"])));
+    assert!(!has(
+        "system:serviceaccount:other:builder",
+        &["system:authenticated"]
+    ));
+    assert!(
+        !RbacPolicy::compile(&RbacObjects::default())
+            .has_access(&UserInfo::new("alice", &["system:authenticated"]))
+    );
 }
 
 #[test]
