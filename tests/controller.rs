@@ -16,7 +16,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
 use serde_json::json;
-use wsgate_e2e::{Engine, Server};
+use wsgate_e2e::{Engine, Server, etcd_or_skip};
 
 /// Builds (once) and locates the example binary.
 fn controller_binary() -> Result<PathBuf> {
@@ -73,6 +73,15 @@ where
 async fn crd_controller_reconciles_in_its_workspace() -> Result<()> {
     let bin = tokio::task::spawn_blocking(controller_binary).await??;
     let s = Server::start_tls(Engine::Embedded)?;
+    reconciles(&bin, &s).await.context("embedded")?;
+    if let Some(etcd) = etcd_or_skip("crd_controller_reconciles_in_its_workspace") {
+        let s = Server::start_tls(Engine::Etcd(etcd))?;
+        reconciles(&bin, &s).await.context("etcd")?;
+    }
+    Ok(())
+}
+
+async fn reconciles(bin: &std::path::Path, s: &Server) -> Result<()> {
     for ws in ["acme", "beta"] {
         let body = json!({"apiVersion": "tenancy.wsgate.io/v1alpha1", "kind": "Workspace", "metadata": {"name": ws}});
         let token = s.tls().context("tls")?.admin_token.clone();
@@ -87,7 +96,7 @@ async fn crd_controller_reconciles_in_its_workspace() -> Result<()> {
     }
     let kubeconfig = s.kubeconfig("acme", None)?;
     let _controller = Running(
-        Command::new(&bin)
+        Command::new(bin)
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
