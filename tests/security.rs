@@ -5,14 +5,16 @@
 //! and broken tokens, anonymous access. Plus operations: `/metrics`,
 //! `Audit-Id`, the audit log, SIGTERM and restart.
 //!
-//! kubectl parts skip loudly when kubectl is missing (a failure under `CI`).
+//! The RBAC, token and ServiceAccount cases run on both engines (etcd
+//! cases skip loudly when etcd is missing). kubectl parts skip loudly when
+//! kubectl is missing (a failure under `CI`).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use wsgate_e2e::{Engine, Kubectl, RawResponse, Server, kubectl_or_skip};
+use wsgate_e2e::{Engine, Kubectl, RawResponse, Server, etcd_or_skip, kubectl_or_skip};
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
@@ -118,10 +120,22 @@ fn k_bin() -> Result<std::path::PathBuf> {
 
 #[test]
 fn user_tokens_scopes_rbac_and_escalation() -> Result<()> {
+    user_tokens_scopes_rbac_and_escalation_on(Engine::Embedded)
+}
+
+#[test]
+fn user_tokens_scopes_rbac_and_escalation_etcd() -> Result<()> {
+    match etcd_or_skip("user_tokens_scopes_rbac_and_escalation_etcd") {
+        Some(etcd) => user_tokens_scopes_rbac_and_escalation_on(Engine::Etcd(etcd)),
+        None => Ok(()),
+    }
+}
+
+fn user_tokens_scopes_rbac_and_escalation_on(engine: Engine) -> Result<()> {
     let Some(kubectl) = kubectl_or_skip("user_tokens_scopes_rbac_and_escalation") else {
         return Ok(());
     };
-    let s = Server::start_tls(Engine::Embedded)?;
+    let s = Server::start_tls(engine)?;
     create_workspace(&s, "root", "acme")?;
     create_workspace(&s, "root", "acme2")?;
     create_workspace(&s, "acme", "child")?;
@@ -317,7 +331,19 @@ fn forge(s: &Server, valid: &str, claims: &Value) -> Result<String> {
 
 #[test]
 fn broken_tokens_and_anonymous_requests() -> Result<()> {
-    let s = Server::start_tls(Engine::Embedded)?;
+    broken_tokens_and_anonymous_requests_on(Engine::Embedded)
+}
+
+#[test]
+fn broken_tokens_and_anonymous_requests_etcd() -> Result<()> {
+    match etcd_or_skip("broken_tokens_and_anonymous_requests_etcd") {
+        Some(etcd) => broken_tokens_and_anonymous_requests_on(Engine::Etcd(etcd)),
+        None => Ok(()),
+    }
+}
+
+fn broken_tokens_and_anonymous_requests_on(engine: Engine) -> Result<()> {
+    let s = Server::start_tls(engine)?;
     create_workspace(&s, "root", "acme")?;
     let valid = user_token(&s, "carol", &["*"])?;
     let payload: Value = serde_json::from_slice(
@@ -412,10 +438,22 @@ fn chrono_now() -> i64 {
 
 #[test]
 fn token_request_and_service_account_tokens() -> Result<()> {
+    token_request_and_service_account_tokens_on(Engine::Embedded)
+}
+
+#[test]
+fn token_request_and_service_account_tokens_etcd() -> Result<()> {
+    match etcd_or_skip("token_request_and_service_account_tokens_etcd") {
+        Some(etcd) => token_request_and_service_account_tokens_on(Engine::Etcd(etcd)),
+        None => Ok(()),
+    }
+}
+
+fn token_request_and_service_account_tokens_on(engine: Engine) -> Result<()> {
     let Some(kubectl) = kubectl_or_skip("token_request_and_service_account_tokens") else {
         return Ok(());
     };
-    let s = Server::start_tls(Engine::Embedded)?;
+    let s = Server::start_tls(engine)?;
     create_workspace(&s, "root", "acme")?;
     create_workspace(&s, "root", "acme2")?;
     let as_admin = Kubectl::with_kubeconfig(kubectl, s.kubeconfig("acme", None)?)?;
