@@ -314,6 +314,14 @@ impl ResourceStore {
         self
     }
 
+    /// How server-side apply merges this resource's fields, when it is not
+    /// a built-in kind (a CRD version's schema).
+    #[must_use]
+    pub fn with_types(mut self, types: TypeInfo) -> Self {
+        self.types = types;
+        self
+    }
+
     /// Fields an endpoint never records as owned: `.status` on the main
     /// resource of a kind with a status subresource, `.spec` on status.
     fn ignored_fields(&self, sub: Subresource) -> FieldSet {

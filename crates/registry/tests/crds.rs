@@ -599,3 +599,54 @@ async fn namespace_and_workspace_deletion_remove_custom_objects() {
         assert!(!r.api_set(&a).has_group("example.com"), "{}", e.name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_side_apply_merges_by_the_crd_schema() {
+    for e in engines("server_side_apply_merges_by_the_crd_schema").await {
+        let r = open(&e).await;
+        let a = workspace(&r, "a").await;
+        let mut crd = widget_crd();
+        crd["spec"]["versions"][1]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["ports"] = json!({
+            "type": "array",
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "items": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string"}, "port": {"type": "integer"}}}
+        });
+        create_crd(&r, &a, crd).await;
+        let v1 = r
+            .resource_in(&a, "example.com", "v1", "widgets")
+            .expect("v1");
+        let apply = |manager: &str, port: Value| {
+            let opts = WriteOptions {
+                field_manager: Some(manager.to_owned()),
+                ..Default::default()
+            };
+            let r = r.clone();
+            let v1 = v1.clone();
+            let a = a.clone();
+            async move {
+                r.patch(
+                    &v1,
+                    &a,
+                    Some("default"),
+                    "w",
+                    registry::store::PatchKind::Apply,
+                    &json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                            "metadata": {"name": "w"}, "spec": {"ports": [port]}}),
+                    Subresource::Main,
+                    &opts,
+                )
+                .await
+                .expect("apply")
+                .0
+            }
+        };
+        apply("one", json!({"name": "http", "port": 80})).await;
+        let both = apply("two", json!({"name": "https", "port": 443})).await;
+        // A map-typed list merges by key: each manager keeps its entry.
+        let ports = both["spec"]["ports"].as_array().expect("ports");
+        assert_eq!(ports.len(), 2, "{}: {ports:?}", e.name);
+    }
+}

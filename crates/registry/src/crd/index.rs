@@ -501,13 +501,22 @@ impl CrdIndex {
             } else {
                 v.columns.clone()
             };
-            strategy = Some(Arc::new(CustomStrategy::new(v.schema.clone())));
+            strategy = Some((
+                Arc::new(CustomStrategy::new(v.schema.clone())),
+                v.schema.type_info().clone(),
+            ));
         }
-        let strategy: Arc<dyn crate::resource::Strategy> = match strategy {
-            Some(s) => s,
-            None => Arc::new(crate::resource::GenerationStrategy),
+        let mut rs = match strategy {
+            // Server-side apply merges by the schema's list and map types.
+            Some((s, types)) => {
+                ResourceStore::new(Arc::new(d), s, self.ctx.clone()).with_types(types)
+            }
+            None => ResourceStore::new(
+                Arc::new(d),
+                Arc::new(crate::resource::GenerationStrategy),
+                self.ctx.clone(),
+            ),
         };
-        let mut rs = ResourceStore::new(Arc::new(d), strategy, self.ctx.clone());
         if version != storage {
             let api_version = |v: &str| format!("{}/{v}", def.group);
             rs = rs.with_conversion(Arc::new(VersionConversion {
