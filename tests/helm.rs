@@ -668,6 +668,28 @@ fn kubectl_applies_rendered_chart() -> Result<()> {
             annotated != server_side,
             "{ws}: last-applied annotation: {cm}"
         );
+        if server_side {
+            // Another manager applying a field kubectl owns conflicts;
+            // --force-conflicts takes it over.
+            let other = [
+                "apply",
+                "--server-side",
+                "--field-manager=other",
+                "-n",
+                "shop",
+                "-f",
+                f1,
+            ];
+            let o = k.run(&other)?;
+            ensure!(
+                !o.success && o.stderr.contains("conflict") && o.stderr.contains(".data.message"),
+                "{ws}: expected a conflict: {} {}",
+                o.stdout,
+                o.stderr
+            );
+            k.ok(&[&other[..], &["--force-conflicts"]].concat())?;
+            ensure!(config_message(&s, ws)?.as_deref() == Some("one"));
+        }
     }
 
     // --validate=strict (the default): an unknown field is refused by the
