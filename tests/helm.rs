@@ -733,7 +733,11 @@ fn crd_chart(engine: &str, s: &Server) -> Result<()> {
     let widget = |ws: &str| object(s, ws, "example.wsgate.io/v1", "shop", "widgets", "w");
     for (ws, size) in [("acme", 3), ("beta", 7)] {
         let h = Helm::new(s, ws, "shop")?;
-        let r = h.run(&["install", "w", "widgets"], Some(&json!({"size": size})))?;
+        // --wait: helm watches the ConfigMap and the Widget until ready.
+        let r = h.run(
+            &["--wait", "install", "w", "widgets"],
+            Some(&json!({"size": size})),
+        )?;
         ensure!(r["status"] == "deployed", "{engine} {ws}: {r}");
         let w = widget(ws)?.context("no widget")?;
         ensure!(
@@ -756,7 +760,7 @@ fn crd_chart(engine: &str, s: &Server) -> Result<()> {
     ensure!(widget("acme")?.context("widget")?["spec"]["size"] == 5);
     ensure!(widget("beta")?.context("widget")?["spec"]["size"] == 7);
     // Uninstall removes the custom resource; helm keeps CRDs by policy.
-    acme.run(&["uninstall", "w"], None)?;
+    acme.run(&["--wait", "uninstall", "w"], None)?;
     ensure!(
         widget("acme")?.is_none(),
         "the widget survived the uninstall"

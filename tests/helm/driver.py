@@ -11,7 +11,7 @@ for rollback and offline rendering (helm-sdkpy 0.1.32's rollback fails with
 "wait strategy not set" after applying, leaving the release
 pending-rollback, and it has no template action).
 
-    driver.py --kubeconfig K --namespace N install NAME CHART [--values JSON] [--ssa] [--no-create-namespace]
+    driver.py --kubeconfig K --namespace N install NAME CHART [--values JSON] [--ssa] [--no-create-namespace] [--wait]
     driver.py ... upgrade NAME CHART [--values JSON]
     driver.py ... rollback NAME REVISION
     driver.py ... list | status NAME | history NAME | uninstall NAME
@@ -55,7 +55,7 @@ async def run(a):
             a.args[0],
             a.args[1],
             values=values,
-            wait=False,
+            wait=a.wait,
             timeout=TIMEOUT,
             create_namespace=not a.no_create_namespace,
             server_side_apply=a.ssa,
@@ -79,7 +79,7 @@ async def run(a):
     if a.op == "history":
         return await helm.History(cfg).run(a.args[0])
     if a.op == "uninstall":
-        return await helm.Uninstall(cfg).run(a.args[0], wait=False, timeout=TIMEOUT)
+        return await helm.Uninstall(cfg).run(a.args[0], wait=a.wait, timeout=TIMEOUT)
     raise SystemExit(f"unknown operation {a.op}")
 
 
@@ -119,6 +119,11 @@ def main():
     p.add_argument("--namespace", default="default")
     p.add_argument("--values")
     p.add_argument("--ssa", action="store_true", help="install with server-side apply")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="install/uninstall: wait (helm's watcher) until the resources are ready/gone",
+    )
     p.add_argument(
         "--no-create-namespace",
         action="store_true",
