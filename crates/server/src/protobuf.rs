@@ -17,13 +17,16 @@
 //! JSON, JSONSchemaPropsOr*) are handled by name.
 //!
 //! Go's protobuf marshaller writes non-pointer fields even when they hold
-//! their zero value, while its JSON encoder omits them (`omitempty`). The
-//! table cannot tell pointer fields from value fields, so: an empty string
-//! in a field that is not `required` is dropped (an explicit `""` never
-//! differs from absent for the API's strings in practice), a zero
-//! `Time`/`MicroTime` is dropped (Go renders it as `null`), and numeric zeros
-//! and `false` are kept (they are meaningful in pointer fields such as
-//! `replicas: 0` or `automountServiceAccountToken: false`).
+//! their zero value, while its JSON encoder omits them (`omitempty`). A
+//! second generated table, `protobuf/omitempty.rs` (from the Go types by
+//! `crates/registry/tools/gen_protobuf_omitempty.py`), names the value
+//! (non-pointer) `omitempty` scalars and the pointer scalars of every
+//! struct: zeros of the former are dropped (`generation: 0`,
+//! `minReadySeconds: 0`, `paused: false`), zeros of the latter kept
+//! (`replicas: 0`, `storageClassName: ""`), so a protobuf body decodes to
+//! the object the same JSON body describes. For fields the Go table does
+//! not know, an empty string in a field that is not `required` is dropped.
+//! A zero `Time`/`MicroTime` is `null`, as Go renders it.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -33,6 +36,10 @@ use serde_json::{Map, Value};
 
 mod schema {
     include!("protobuf/schema.rs");
+}
+
+mod omitempty {
+    include!("protobuf/omitempty.rs");
 }
 
 /// The four bytes every Kubernetes protobuf body starts with.
@@ -175,6 +182,17 @@ enum Ty {
     Special(Special),
 }
 
+/// What a zero value of a field means (from the Go types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Zero {
+    /// A value `omitempty` field: a zero is JSON's "absent".
+    Omit,
+    /// A pointer field: a zero was set on purpose.
+    Keep,
+    /// Not in the Go table (or a value field without `omitempty`).
+    Unknown,
+}
+
 #[derive(Debug)]
 struct Field {
     json: &'static str,
@@ -182,6 +200,7 @@ struct Field {
     map: bool,
     repeated: bool,
     required: bool,
+    zero: Zero,
 }
 
 #[derive(Debug)]
@@ -230,7 +249,21 @@ fn parse_type(code: &str) -> Option<Ty> {
     })
 }
 
+/// Struct definition name -> (value omitempty fields, pointer fields).
+fn zero_rules() -> HashMap<&'static str, (Vec<&'static str>, Vec<&'static str>)> {
+    omitempty::OMIT_ZERO
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split(' ').filter(|p| !p.is_empty());
+            let name = parts.next()?;
+            let (ptr, omit): (Vec<&str>, Vec<&str>) = parts.partition(|p| p.starts_with('*'));
+            Some((name, (omit, ptr.into_iter().map(|p| &p[1..]).collect())))
+        })
+        .collect()
+}
+
 fn parse_schema() -> Result<Schema, String> {
+    let rules = zero_rules();
     let mut messages = Vec::new();
     let mut json_schema_props = None;
     let mut delete_options = None;
@@ -243,6 +276,7 @@ fn parse_schema() -> Result<Schema, String> {
         if name == "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions" {
             delete_options = Some(i);
         }
+        let rule = rules.get(name);
         let mut fields = HashMap::new();
         for f in parts.filter(|f| !f.is_empty()) {
             let mut it = f.splitn(3, ':');
@@ -266,6 +300,11 @@ fn parse_schema() -> Result<Schema, String> {
                 None => (code.to_string(), false),
             };
             let ty = parse_type(&code).ok_or_else(|| format!("bad type in {f:?}"))?;
+            let zero = match rule {
+                Some((omit, _)) if omit.contains(&json) => Zero::Omit,
+                Some((_, ptr)) if ptr.contains(&json) => Zero::Keep,
+                _ => Zero::Unknown,
+            };
             fields.insert(
                 tag,
                 Field {
@@ -274,6 +313,7 @@ fn parse_schema() -> Result<Schema, String> {
                     map,
                     repeated,
                     required,
+                    zero,
                 },
             );
         }
@@ -438,7 +478,15 @@ fn decode_message(
             continue;
         }
         match decode_scalar(schema, field.ty, wire, &mut r, depth)? {
-            Some(Value::String(s)) if s.is_empty() && !field.required && field.ty == Ty::Str => {
+            Some(v) if field.zero == Zero::Omit && is_zero(&v) => {
+                out.remove(field.json);
+            }
+            Some(Value::String(s))
+                if s.is_empty()
+                    && !field.required
+                    && field.ty == Ty::Str
+                    && field.zero == Zero::Unknown =>
+            {
                 out.remove(field.json);
             }
             Some(v) => {
@@ -450,6 +498,16 @@ fn decode_message(
         }
     }
     Ok(Value::Object(out))
+}
+
+/// Go's zero value of a scalar.
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        _ => false,
+    }
 }
 
 fn is_numeric(ty: Ty) -> bool {
@@ -466,8 +524,7 @@ fn expect_wire(got: u8, want: u8) -> Result<(), ProtobufError> {
     }
 }
 
-/// Decodes one value of type `ty`; `None` means "render as absent" (a zero
-/// Time).
+/// Decodes one value of type `ty`; `None` means "render as absent".
 fn decode_scalar(
     schema: &Schema,
     ty: Ty,
@@ -598,8 +655,10 @@ fn decode_special(
             let secs = last_varint(&f, 1) as i64;
             let nanos = last_varint(&f, 2) as i32;
             if secs == 0 && nanos == 0 {
-                // Go's zero time marshals as null, which omits the field.
-                return Ok(None);
+                // Go's zero time marshals as JSON null (a value field such as
+                // a template's `creationTimestamp`; pointer times are only
+                // on the wire when set).
+                return Ok(Some(Value::Null));
             }
             let nanos = u32::try_from(nanos).map_err(|_| malformed("negative nanos"))?;
             let t = chrono::DateTime::from_timestamp(secs, nanos)
@@ -1086,7 +1145,10 @@ mod tests {
         );
         assert_eq!(
             decode(&body).unwrap_or_default(),
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "generation": 0}})
+            // generation is a value omitempty field: JSON never shows its
+            // zero; a zero Time is JSON's null.
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "x", "creationTimestamp": null}})
         );
     }
 
@@ -1185,5 +1247,77 @@ mod tests {
         ] {
             assert_eq!(go_duration(ns), want, "{ns}");
         }
+    }
+
+    /// What Go's marshaller sends for value fields (zeros included) decodes
+    /// to what the same object's JSON says; zeros of pointer fields stay.
+    #[test]
+    fn go_zero_values_of_value_fields_are_dropped() {
+        let dep = pb::apps::v1::Deployment {
+            metadata: Some(pbmeta::ObjectMeta {
+                generation: Some(0),
+                resource_version: Some(String::new()),
+                ..pb_meta("web", Some("default"))
+            }),
+            spec: Some(pb::apps::v1::DeploymentSpec {
+                replicas: Some(0),
+                min_ready_seconds: Some(0),
+                paused: Some(false),
+                template: Some(pb::core::v1::PodTemplateSpec {
+                    metadata: Some(pbmeta::ObjectMeta {
+                        generation: Some(0),
+                        ..Default::default()
+                    }),
+                    spec: Some(pb::core::v1::PodSpec {
+                        automount_service_account_token: Some(false),
+                        containers: vec![pb::core::v1::Container {
+                            name: Some("app".into()),
+                            image: Some("nginx".into()),
+                            stdin: Some(false),
+                            tty: Some(false),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let got = decode(&envelope("apps/v1", "Deployment", dep.encode_to_vec()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            got["spec"],
+            json!({
+                "replicas": 0,
+                "template": {
+                    "metadata": {},
+                    "spec": {
+                        "automountServiceAccountToken": false,
+                        "containers": [{"name": "app", "image": "nginx"}],
+                    },
+                },
+            })
+        );
+        assert_eq!(
+            got["metadata"],
+            json!({"name": "web", "namespace": "default"})
+        );
+        let pvc = pb::core::v1::PersistentVolumeClaim {
+            metadata: Some(pb_meta("data", Some("default"))),
+            spec: Some(pb::core::v1::PersistentVolumeClaimSpec {
+                storage_class_name: Some(String::new()),
+                volume_name: Some(String::new()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let got = decode(&envelope(
+            "v1",
+            "PersistentVolumeClaim",
+            pvc.encode_to_vec(),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got["spec"], json!({"storageClassName": ""}));
     }
 }
