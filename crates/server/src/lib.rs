@@ -30,6 +30,7 @@ mod negotiate;
 mod openapi;
 pub mod request_info;
 mod resources;
+mod subresources;
 mod watch_limits;
 
 use std::sync::Arc;

@@ -255,6 +255,8 @@ fn resource_request(
         [r] => (*r, None, None),
         [r, n] => (*r, Some(*n), None),
         [r, n, s] => (*r, Some(*n), Some(*s)),
+        // Proxy subresources carry the proxied path after them.
+        [r, n, "proxy", ..] => (*r, Some(*n), Some("proxy")),
         _ => return Err(ApiError::not_found()),
     };
     if resource == "namespaces" {

@@ -337,6 +337,12 @@ pub async fn handle(
     };
     let name = req.name.as_deref().unwrap_or("");
     let sub = req.subresource.as_deref();
+    if crate::subresources::handles(&req) {
+        return subresource_call(
+            app, &cluster, namespace, &req, headers, &query, body, &render,
+        )
+        .await;
+    }
     match verb {
         Verb::Get if output == Output::Json && sub.is_none() => {
             let bytes = rs.get_json(&cluster, namespace, name).await?;
@@ -383,21 +389,6 @@ pub async fn handle(
             // The registry ends the stream at timeoutSeconds (after a
             // last bookmark when asked for).
             watch_response(rs, &scope, namespace, &opts, output, include).await
-        }
-        Verb::Create if sub == Some("eviction") => {
-            // An eviction deletes the pod (PodDisruptionBudgets are not
-            // enforced: nothing runs pods here).
-            let bytes = body::read(headers, body).await?;
-            let eviction = body::decode_object(headers, &bytes)?;
-            let mut dopts = DeleteOptions::default();
-            if let Some(d) = eviction.get("deleteOptions").filter(|d| !d.is_null()) {
-                dopts.merge_body(d)?;
-            }
-            app.registry
-                .delete(&rs, &cluster, namespace, name, &dopts)
-                .await?;
-            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-            Ok(render.respond(StatusCode::CREATED, &status, false))
         }
         Verb::Create => {
             let bytes = body::read(headers, body).await?;
@@ -522,6 +513,60 @@ pub async fn handle(
             Ok(render.respond(StatusCode::OK, &render.list(list), true))
         }
     }
+}
+
+/// Pod binding/eviction/connect subresources, `bindings` and
+/// `componentstatuses` (see `subresources.rs`).
+#[allow(clippy::too_many_arguments)]
+async fn subresource_call(
+    app: &AppState,
+    cluster: &ClusterId,
+    namespace: Option<&str>,
+    req: &ResourceRequest,
+    headers: &HeaderMap,
+    query: &Query,
+    body: Body,
+    render: &Render<'_>,
+) -> Result<Response, ApiError> {
+    use crate::subresources::{Call, Input, Reply};
+    let connect = matches!(req.subresource.as_deref(), Some(s) if registry::builtin::pods::CONNECT.contains(&s));
+    let input = match req.verb {
+        // Connect bodies (exec streams, proxied requests) are not ours to read.
+        _ if connect => Input::None,
+        Verb::Create | Verb::Update => {
+            let bytes = body::read(headers, body).await?;
+            Input::Object(body::decode_object(headers, &bytes)?)
+        }
+        Verb::Patch => {
+            let bytes = body::read(headers, body).await?;
+            let (kind, patch) = body::decode_patch(headers, &bytes)?;
+            Input::Patch(kind, patch)
+        }
+        _ => Input::None,
+    };
+    let wopts = if connect {
+        WriteOptions::default()
+    } else {
+        query.write_options(headers)?
+    };
+    let reply = crate::subresources::handle(Call {
+        app,
+        cluster,
+        namespace,
+        req,
+        container: query.get("container"),
+        wopts,
+        input,
+    })
+    .await?;
+    Ok(match reply {
+        Reply::Status(code, v) => render.respond(code, &v, false),
+        Reply::Object(code, v) => render.respond(code, &render.object(v), false),
+        Reply::List(v) => render.respond(StatusCode::OK, &render.list(v), true),
+        Reply::EmptyText => {
+            crate::discovery::bytes_response(StatusCode::OK, "text/plain", Bytes::new())
+        }
+    })
 }
 
 async fn watch_response(

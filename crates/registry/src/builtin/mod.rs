@@ -29,9 +29,11 @@ use crate::store::StorageConversion;
 
 pub mod apps_rules;
 pub mod autoscaling;
+pub mod componentstatus;
 pub mod core_rules;
 pub mod events;
 pub mod namespace;
+pub mod pods;
 pub mod rbac_rules;
 pub mod service;
 
@@ -154,6 +156,13 @@ impl Entry {
 
 const ALL: &[&str] = &["all"];
 const CREATE: &[&str] = &["create"];
+/// Connect subresources a client opens with GET (websocket) or POST (SPDY).
+const CONNECT_VERBS: &[&str] = &["create", "get"];
+const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
+
+fn core_kind(kind: &str) -> GroupVersionKind {
+    GroupVersionKind::gvk("", "v1", kind)
+}
 
 /// Every built-in resource, in discovery order (groups as upstream lists
 /// them, resources alphabetically within a group-version).
@@ -163,6 +172,8 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
     let r = root;
     let entries = vec![
         // core/v1
+        Entry::new::<core::Binding>(r, &[], &[]).verbs(CREATE),
+        Entry::new::<core::ComponentStatus>(r, &["cs"], &[]).verbs(&["get", "list"]),
         Entry::new::<core::ConfigMap>(r, &["cm"], &[]),
         Entry::new::<core::Endpoints>(r, &["ep"], &[]).strategy(service::EndpointsStrategy),
         Entry::new::<core::Event>(r, &["ev"], &[]).strategy(CoreEventStrategy),
@@ -173,17 +184,30 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
             .sub("finalize", &["update"]),
         Entry::new::<core::Node>(r, &["no"], &[])
             .strategy(NodeStrategy)
+            .foreign_sub("proxy", core_kind("NodeProxyOptions"), PROXY_VERBS)
             .status(),
         Entry::new::<core::PersistentVolumeClaim>(r, &["pvc"], &[]).status(),
         Entry::new::<core::PersistentVolume>(r, &["pv"], &[]).status(),
         Entry::new::<core::Pod>(r, &["po"], ALL)
             .strategy(PodStrategy)
-            .status()
+            .foreign_sub("attach", core_kind("PodAttachOptions"), CONNECT_VERBS)
+            .foreign_sub("binding", core_kind("Binding"), CREATE)
+            .sub("ephemeralcontainers", SUB_VERBS)
             .foreign_sub(
                 "eviction",
                 GroupVersionKind::gvk("policy", "v1", "Eviction"),
-                &["create"],
-            ),
+                CREATE,
+            )
+            .foreign_sub("exec", core_kind("PodExecOptions"), CONNECT_VERBS)
+            .sub("log", &["get"])
+            .foreign_sub(
+                "portforward",
+                core_kind("PodPortForwardOptions"),
+                CONNECT_VERBS,
+            )
+            .foreign_sub("proxy", core_kind("PodProxyOptions"), PROXY_VERBS)
+            .sub("resize", SUB_VERBS)
+            .status(),
         Entry::new::<core::PodTemplate>(r, &[], &[]),
         Entry::new::<core::ReplicationController>(r, &["rc"], ALL)
             .strategy(ReplicaCountStrategy)
@@ -200,6 +224,7 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
             ),
         Entry::new::<core::Service>(r, &["svc"], ALL)
             .strategy(service::ServiceStrategy)
+            .foreign_sub("proxy", core_kind("ServiceProxyOptions"), PROXY_VERBS)
             .status(),
         // apiregistration.k8s.io/v1
         Entry::new::<apiregistration::APIService>(r, &[], &[]).status(),
