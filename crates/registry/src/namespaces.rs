@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use storage::RangeRequest;
 
-use crate::builtin::namespace::{IMMORTAL, KUBERNETES_FINALIZER};
+use crate::builtin::namespace::{IMMORTAL, IMPLICIT, KUBERNETES_FINALIZER};
 use crate::cluster::{ClusterId, ClusterScope};
 use crate::metadata::{meta, meta_mut, now_rfc3339};
 use crate::options::{DeleteOptions, ListOptions, Propagation};
@@ -17,6 +17,28 @@ use crate::registry::Registry;
 use crate::resource::Object;
 use crate::status::{ApiError, ApiResult};
 use crate::store::{DeleteOutcome, ResourceStore};
+
+/// Records that the implicit namespace `name` was deleted in `cluster`.
+async fn remember_deleted_implicit(
+    rs: &ResourceStore,
+    cluster: &ClusterId,
+    name: &str,
+) -> ApiResult<()> {
+    let ctx = rs.context();
+    let key = ctx.implicit_tombstones.object_key(cluster, None, name);
+    match ctx
+        .store
+        .create(&key, bytes::Bytes::from_static(b"{}"), None)
+        .await
+    {
+        Ok(_) | Err(storage::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(crate::status::interpret_create_error(
+            e,
+            &rs.descriptor.qualified,
+            name,
+        )),
+    }
+}
 
 /// Pause between purge rounds while finalizers hold objects back.
 const PURGE_RETRY: Duration = Duration::from_secs(1);
@@ -82,6 +104,11 @@ impl Registry {
             })
             .await?
             .ok_or_else(|| ApiError::not_found(&rs.descriptor.qualified, name))?;
+        if IMPLICIT.contains(&name) {
+            // Now stored (Terminating); once purged it must not come back
+            // as the implicit one.
+            remember_deleted_implicit(rs, cluster, name).await?;
+        }
         let this = self.clone();
         let cluster = cluster.clone();
         let ns = name.to_owned();

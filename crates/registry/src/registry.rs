@@ -80,6 +80,7 @@ impl Registry {
             workspaces: workspaces.clone(),
             namespaces: root.resource_prefix("", "namespaces"),
             advertise_address: config.advertise_address.clone(),
+            implicit_tombstones: root.resource_prefix("wsgate.io", "implicitdeletions"),
             watch_caches: crate::watch_cache::WatchCaches::new(store.clone()),
         });
         let mut stores = Vec::new();
@@ -167,7 +168,11 @@ impl Registry {
         crds.spawn_watch(store.clone(), crd_stats.revision);
         let deleter = Deleter::spawn(
             store.clone(),
-            stores.iter().map(|s| s.descriptor.prefix.clone()).collect(),
+            stores
+                .iter()
+                .map(|s| s.descriptor.prefix.clone())
+                .chain([ctx.implicit_tombstones.clone()])
+                .collect(),
             workspace_store,
             workspaces.clone(),
             root.workspace_deletions(),

@@ -43,6 +43,9 @@ pub struct StoreContext {
     pub workspaces: Arc<WorkspaceIndex>,
     pub namespaces: ResourcePrefix,
     pub advertise_address: String,
+    /// Where deleted implicit namespaces are remembered (one key per
+    /// workspace and namespace), so they stay deleted.
+    pub implicit_tombstones: ResourcePrefix,
     /// The watch caches of every resource prefix (created on first use).
     pub watch_caches: Arc<WatchCaches>,
 }
@@ -516,6 +519,62 @@ impl ResourceStore {
         self.strategy.implicit_objects(&ctx, namespace)
     }
 
+    /// The implicit namespaces deleted in `cluster` (see
+    /// [`StoreContext::implicit_tombstones`]).
+    pub(crate) async fn deleted_implicit_namespaces(
+        &self,
+        cluster: &ClusterId,
+    ) -> ApiResult<Vec<String>> {
+        let tomb = &self.ctx.implicit_tombstones;
+        let resp = self
+            .ctx
+            .store
+            .range(
+                storage::RangeRequest::prefix(
+                    tomb.collection(&ClusterScope::One(cluster.clone()), None),
+                )
+                .keys_only(),
+            )
+            .await
+            .map_err(|e| status::interpret_list_error(e, self.qr()))?;
+        Ok(resp
+            .kvs
+            .iter()
+            .filter_map(|kv| tomb.parse(&kv.key, false).map(|k| k.name.to_owned()))
+            .collect())
+    }
+
+    /// Implicit objects minus those of deleted implicit namespaces.
+    async fn live_implicit(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> ApiResult<Vec<Object>> {
+        let mut objs = self.implicit(cluster, namespace);
+        if let Some(n) = name {
+            objs.retain(|o| metadata::name(o) == n);
+        }
+        if objs.is_empty() {
+            return Ok(objs);
+        }
+        let deleted = self.deleted_implicit_namespaces(cluster).await?;
+        if deleted.is_empty() {
+            return Ok(objs);
+        }
+        let is_namespaces =
+            self.descriptor.gvk.group.is_empty() && self.descriptor.plural() == "namespaces";
+        objs.retain(|o| {
+            let ns = if is_namespaces {
+                metadata::name(o)
+            } else {
+                meta_str(o, "namespace").unwrap_or("")
+            };
+            !deleted.iter().any(|d| d == ns)
+        });
+        Ok(objs)
+    }
+
     async fn current(
         &self,
         cluster: &ClusterId,
@@ -536,9 +595,10 @@ impl ResourceStore {
                 lease: kv.lease,
             })),
             None => Ok(self
-                .implicit(cluster, namespace)
+                .live_implicit(cluster, namespace, Some(name))
+                .await?
                 .into_iter()
-                .find(|o| metadata::name(o) == name)
+                .next()
                 .map(|obj| Current {
                     obj,
                     mod_revision: None,
@@ -584,9 +644,10 @@ impl ResourceStore {
             }
             Some(kv) => self.read(&kv)?,
             None => self
-                .implicit(cluster, namespace)
+                .live_implicit(cluster, namespace, Some(name))
+                .await?
                 .into_iter()
-                .find(|o| metadata::name(o) == name)
+                .next()
                 .ok_or_else(|| ApiError::not_found(self.qr(), name))?,
         };
         serde_json::to_vec(&obj)
@@ -1025,7 +1086,7 @@ impl ResourceStore {
         items: &mut Vec<(Vec<u8>, Item)>,
         more: &mut bool,
     ) -> ApiResult<()> {
-        let implicit = self.implicit(cluster, namespace);
+        let implicit = self.live_implicit(cluster, namespace, None).await?;
         if implicit.is_empty() {
             return Ok(());
         }
@@ -1109,7 +1170,15 @@ impl ResourceStore {
             .await
             .map_err(|e| status::interpret_get_error(e, &ns_qr, namespace))?;
         match resp.kv {
-            None if crate::builtin::namespace::IMPLICIT.contains(&namespace) => Ok(()),
+            None if crate::builtin::namespace::IMPLICIT.contains(&namespace)
+                && !self
+                    .deleted_implicit_namespaces(cluster)
+                    .await?
+                    .iter()
+                    .any(|d| d == namespace) =>
+            {
+                Ok(())
+            }
             None => Err(ApiError::not_found(&ns_qr, namespace)),
             Some(kv) => {
                 let ns = decode(&kv)?;
@@ -1176,10 +1245,10 @@ impl ResourceStore {
         for attempt in 0.. {
             let name = metadata::name(&obj).to_owned();
             let key = self.key(cluster, ns.as_deref(), &name)?;
-            let implicit_clash = self
-                .implicit(cluster, ns.as_deref())
-                .iter()
-                .any(|o| metadata::name(o) == name);
+            let implicit_clash = !self
+                .live_implicit(cluster, ns.as_deref(), Some(&name))
+                .await?
+                .is_empty();
             if implicit_clash {
                 let stored = self
                     .ctx
