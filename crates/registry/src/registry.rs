@@ -81,6 +81,7 @@ impl Registry {
             namespaces: root.resource_prefix("", "namespaces"),
             advertise_address: config.advertise_address.clone(),
             implicit_tombstones: root.resource_prefix("wsgate.io", "implicitdeletions"),
+            service_allocations: root.resource_prefix("wsgate.io", "serviceallocations"),
             watch_caches: crate::watch_cache::WatchCaches::new(store.clone()),
         });
         let mut stores = Vec::new();
@@ -171,7 +172,10 @@ impl Registry {
             stores
                 .iter()
                 .map(|s| s.descriptor.prefix.clone())
-                .chain([ctx.implicit_tombstones.clone()])
+                .chain([
+                    ctx.implicit_tombstones.clone(),
+                    ctx.service_allocations.clone(),
+                ])
                 .collect(),
             workspace_store,
             workspaces.clone(),
@@ -413,7 +417,8 @@ impl Registry {
             created
         } else {
             self.check_crd_not_terminating(rs, cluster)?;
-            rs.create(cluster, namespace, obj, opts).await?
+            self.create_allocating(rs, cluster, namespace, obj, opts)
+                .await?
         };
         self.after_write(rs, cluster, &created, true);
         if rs.descriptor.gvk.group.is_empty()
@@ -559,6 +564,9 @@ impl Registry {
             });
         }
         let outcome = rs.delete(cluster, namespace, name, opts).await?;
+        if let (DeleteOutcome::Deleted(obj), false) = (&outcome, opts.dry_run) {
+            self.release_service_of(rs, cluster, obj).await;
+        }
         if !opts.dry_run {
             self.after_delete(cluster, &outcome, opts.effective_propagation()?);
             if Self::is_crds(rs) {

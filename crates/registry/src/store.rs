@@ -46,6 +46,9 @@ pub struct StoreContext {
     /// Where deleted implicit namespaces are remembered (one key per
     /// workspace and namespace), so they stay deleted.
     pub implicit_tombstones: ResourcePrefix,
+    /// Per-workspace ClusterIP and NodePort reservations
+    /// (`builtin::service_alloc`).
+    pub service_allocations: ResourcePrefix,
     /// The watch caches of every resource prefix (created on first use).
     pub watch_caches: Arc<WatchCaches>,
 }

@@ -231,6 +231,14 @@ impl std::fmt::Display for FieldError {
 fn render_value(v: &Value) -> String {
     match v {
         Value::String(s) => format!("{s:?}"),
+        // Go's %#v of a []string, as upstream messages print it.
+        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) => format!(
+            "[]string{{{}}}",
+            a.iter()
+                .map(|s| format!("{:?}", s.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Value::Null => "null".to_owned(),
         other => other.to_string(),
     }

@@ -36,6 +36,7 @@ pub mod namespace;
 pub mod pods;
 pub mod rbac_rules;
 pub mod service;
+pub mod service_alloc;
 
 /// Verbs of status-like subresources.
 pub const SUB_VERBS: &[&str] = &["get", "patch", "update"];

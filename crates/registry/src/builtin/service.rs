@@ -27,8 +27,9 @@ fn as_object(v: Value) -> Object {
     }
 }
 
-/// A pseudo-random address in 10.96.0.0/12, skipping the `kubernetes` one.
-/// Without an allocator uniqueness is only probabilistic (a later issue).
+/// A pseudo-random address in 10.96.0.0/12, skipping the `kubernetes` one:
+/// the fallback for Services created by PUT or server-side apply, which do
+/// not pass through the allocator (`service_alloc`) that POST uses.
 fn allocate_cluster_ip() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
@@ -158,6 +159,37 @@ impl Strategy for ServiceStrategy {
                     "must be between 1 and 65535, inclusive",
                 )),
             }
+        }
+        errs
+    }
+
+    fn validate_update(&self, new: &Object, old: &Object) -> Vec<FieldError> {
+        let mut errs = self.validate(new);
+        let ip = |o: &Object| {
+            o.get("spec")
+                .and_then(|s| s.get("clusterIP"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let ty = |o: &Object| {
+            o.get("spec")
+                .and_then(|s| s.get("type"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (old_ip, new_ip) = (ip(old), ip(new));
+        if !old_ip.is_empty()
+            && old_ip != new_ip
+            && ty(old) != "ExternalName"
+            && ty(new) != "ExternalName"
+        {
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                new_ip,
+                "may not change once set",
+            ));
         }
         errs
     }
