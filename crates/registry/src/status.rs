@@ -219,9 +219,15 @@ impl ApiError {
                     .join(", ")
             ),
         };
+        // Upstream names the group-qualified kind (`Deployment.apps`).
+        let qualified = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}.{group}")
+        };
         ApiError {
             reason: Reason::Invalid,
-            message: format!("{kind} \"{name}\" is invalid: {list}"),
+            message: format!("{qualified} \"{name}\" is invalid: {list}"),
             details: Some(Box::new(StatusDetails {
                 name: (!name.is_empty()).then(|| name.to_owned()),
                 group: Some(group.to_owned()),

@@ -74,6 +74,10 @@ impl Strategy for StatefulSetStrategy {
         }
         default_template(obj, "/spec/template/spec");
     }
+
+    fn validate(&self, obj: &Object) -> Vec<FieldError> {
+        crate::builtin::type_rules::validate_workload(obj, "statefulset")
+    }
 }
 
 /// DaemonSets: generation and upstream defaults.
@@ -92,6 +96,10 @@ impl Strategy for DaemonSetStrategy {
             );
         }
         default_template(obj, "/spec/template/spec");
+    }
+
+    fn validate(&self, obj: &Object) -> Vec<FieldError> {
+        crate::builtin::type_rules::validate_workload(obj, "daemonset")
     }
 }
 
@@ -118,6 +126,10 @@ impl Strategy for CronJobStrategy {
             }
         }
         default_template(obj, "/spec/jobTemplate/spec/template/spec");
+    }
+
+    fn validate(&self, obj: &Object) -> Vec<FieldError> {
+        crate::builtin::type_rules::validate_cronjob(obj)
     }
 }
 

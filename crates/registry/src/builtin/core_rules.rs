@@ -205,7 +205,8 @@ impl Strategy for SecretStrategy {
     }
 
     fn validate(&self, obj: &Object) -> Vec<FieldError> {
-        let mut errs = Vec::new();
+        let mut errs =
+            crate::builtin::type_rules::validate_data_keys(obj, ["data", "stringData"], true);
         if let Some(data) = obj.get("data").and_then(Value::as_object) {
             for (k, v) in data {
                 let ok = v
@@ -366,6 +367,14 @@ impl Strategy for ReplicaCountStrategy {
         default_template(obj, "/spec/template/spec");
     }
 
+    fn validate(&self, obj: &Object) -> Vec<FieldError> {
+        let kind = match obj.get("kind").and_then(Value::as_str) {
+            Some("ReplicationController") => "replicationcontroller",
+            _ => "replicaset",
+        };
+        crate::builtin::type_rules::validate_workload(obj, kind)
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }
@@ -394,6 +403,10 @@ impl Strategy for JobStrategy {
             default_job_spec(spec);
         }
         default_template(obj, "/spec/template/spec");
+    }
+
+    fn validate(&self, obj: &Object) -> Vec<FieldError> {
+        crate::builtin::type_rules::validate_job_spec(obj, "/spec", "spec")
     }
 
     fn tracks_generation(&self) -> bool {

@@ -38,7 +38,39 @@ impl StorageConversion for EventsV1Conversion {
     }
 
     fn storage_to_api(&self, obj: Object) -> Object {
-        rename(obj, "events.k8s.io/v1", false)
+        let mut obj = rename(obj, "events.k8s.io/v1", false);
+        fill_event_time(&mut obj);
+        obj
+    }
+}
+
+/// Legacy core/v1 Events have no `eventTime`, which events.k8s.io/v1
+/// clients require (the Python client refuses the object): it is filled
+/// from the last, then first timestamp, then the creation time, as a
+/// MicroTime.
+fn fill_event_time(obj: &mut Object) {
+    if obj.get("eventTime").is_some_and(|t| !t.is_null()) {
+        return;
+    }
+    let from = ["deprecatedLastTimestamp", "deprecatedFirstTimestamp"]
+        .iter()
+        .filter_map(|k| obj.get(*k).and_then(Value::as_str))
+        .next()
+        .or_else(|| crate::metadata::meta_str(obj, "creationTimestamp"))
+        .map(micro_time);
+    if let Some(t) = from {
+        obj.insert("eventTime".into(), Value::String(t));
+    }
+}
+
+/// `2024-01-01T00:00:00Z` -> `2024-01-01T00:00:00.000000Z`.
+fn micro_time(t: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(t) {
+        Ok(d) => d
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string(),
+        Err(_) => t.to_owned(),
     }
 }
 
@@ -61,5 +93,17 @@ mod tests {
         assert_eq!(core["message"], "hello");
         assert_eq!(core["reportingComponent"], "c");
         assert_eq!(Value::Object(EventsV1Conversion.storage_to_api(core)), v1);
+    }
+
+    #[test]
+    fn legacy_events_get_an_event_time() {
+        let core = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e",
+            "creationTimestamp": "2024-01-01T00:00:00Z"}, "lastTimestamp": "2024-01-02T03:04:05Z"});
+        let Value::Object(o) = core else {
+            unreachable!()
+        };
+        let v1 = EventsV1Conversion.storage_to_api(o);
+        assert_eq!(v1["eventTime"], "2024-01-02T03:04:05.000000Z");
+        assert_eq!(v1["deprecatedLastTimestamp"], "2024-01-02T03:04:05Z");
     }
 }

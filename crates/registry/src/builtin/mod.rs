@@ -21,6 +21,7 @@ use kube_core::GroupVersionKind;
 use kube_core::discovery::Scope;
 
 use crate::keys::KeyRoot;
+use crate::resource;
 use crate::resource::{
     ALL_VERBS, DefaultStrategy, GenerationStrategy, ResourceDescriptor, Strategy,
 };
@@ -37,6 +38,7 @@ pub mod pods;
 pub mod rbac_rules;
 pub mod service;
 pub mod service_alloc;
+pub mod type_rules;
 
 /// Verbs of status-like subresources.
 pub const SUB_VERBS: &[&str] = &["get", "patch", "update"];
@@ -161,6 +163,16 @@ const CREATE: &[&str] = &["create"];
 const CONNECT_VERBS: &[&str] = &["create", "get"];
 const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
 
+fn validated(
+    generation: bool,
+    validate: fn(&resource::Object) -> Vec<crate::validation::FieldError>,
+) -> type_rules::Validated {
+    type_rules::Validated {
+        generation,
+        validate,
+    }
+}
+
 fn core_kind(kind: &str) -> GroupVersionKind {
     GroupVersionKind::gvk("", "v1", kind)
 }
@@ -175,7 +187,7 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
         // core/v1
         Entry::new::<core::Binding>(r, &[], &[]).verbs(CREATE),
         Entry::new::<core::ComponentStatus>(r, &["cs"], &[]).verbs(&["get", "list"]),
-        Entry::new::<core::ConfigMap>(r, &["cm"], &[]),
+        Entry::new::<core::ConfigMap>(r, &["cm"], &[]).strategy(type_rules::ConfigMapStrategy),
         Entry::new::<core::Endpoints>(r, &["ep"], &[]).strategy(service::EndpointsStrategy),
         Entry::new::<core::Event>(r, &["ev"], &[]).strategy(CoreEventStrategy),
         Entry::new::<core::LimitRange>(r, &["limits"], &[]),
@@ -187,7 +199,9 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
             .strategy(NodeStrategy)
             .foreign_sub("proxy", core_kind("NodeProxyOptions"), PROXY_VERBS)
             .status(),
-        Entry::new::<core::PersistentVolumeClaim>(r, &["pvc"], &[]).status(),
+        Entry::new::<core::PersistentVolumeClaim>(r, &["pvc"], &[])
+            .strategy(type_rules::PvcStrategy)
+            .status(),
         Entry::new::<core::PersistentVolume>(r, &["pv"], &[]).status(),
         Entry::new::<core::Pod>(r, &["po"], ALL)
             .strategy(PodStrategy)
@@ -260,7 +274,9 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
         Entry::new::<authz::SelfSubjectRulesReview>(r, &[], &[]).verbs(CREATE),
         Entry::new::<authz::SubjectAccessReview>(r, &[], &[]).verbs(CREATE),
         // autoscaling/v2 (stored) and v1 (converted)
-        Entry::new::<autoscaling_v2::HorizontalPodAutoscaler>(r, &["hpa"], ALL).status(),
+        Entry::new::<autoscaling_v2::HorizontalPodAutoscaler>(r, &["hpa"], ALL)
+            .strategy(validated(false, type_rules::validate_hpa))
+            .status(),
         Entry::new::<autoscaling_v1::HorizontalPodAutoscaler>(r, &["hpa"], ALL)
             .status()
             .stored_as(
@@ -283,12 +299,13 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
         // networking.k8s.io/v1
         Entry::new::<networking::IngressClass>(r, &[], &[]),
         Entry::new::<networking::Ingress>(r, &["ing"], &[])
-            .strategy(GenerationStrategy)
+            .strategy(validated(true, type_rules::validate_ingress))
             .status(),
-        Entry::new::<networking::NetworkPolicy>(r, &["netpol"], &[]).strategy(GenerationStrategy),
+        Entry::new::<networking::NetworkPolicy>(r, &["netpol"], &[])
+            .strategy(validated(true, type_rules::validate_network_policy)),
         // policy/v1
         Entry::new::<policy::PodDisruptionBudget>(r, &["pdb"], &[])
-            .strategy(GenerationStrategy)
+            .strategy(validated(true, type_rules::validate_pdb))
             .status(),
         // rbac.authorization.k8s.io/v1
         Entry::new::<rbac::ClusterRoleBinding>(r, &[], &[]).strategy(
@@ -316,9 +333,11 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
         Entry::new::<admission::ValidatingWebhookConfiguration>(r, &[], &[])
             .strategy(GenerationStrategy),
         // scheduling.k8s.io/v1
-        Entry::new::<scheduling::PriorityClass>(r, &["pc"], &[]),
+        Entry::new::<scheduling::PriorityClass>(r, &["pc"], &[])
+            .strategy(type_rules::PriorityClassStrategy),
         // coordination.k8s.io/v1
-        Entry::new::<coordination::Lease>(r, &[], &[]),
+        Entry::new::<coordination::Lease>(r, &[], &[])
+            .strategy(validated(false, type_rules::validate_lease)),
         // node.k8s.io/v1
         Entry::new::<node::RuntimeClass>(r, &[], &[]),
         // discovery.k8s.io/v1
