@@ -1,0 +1,737 @@
+//! End-to-end tests of the API core's special cases, on the real binary
+//! with kube-rs, raw HTTP and kubectl 1.32: pod subresources (binding,
+//! eviction with PodDisruptionBudgets, ephemeral containers, the connect
+//! subresources without a kubelet), `bindings`, `componentstatuses`, the
+//! implicit namespaces' deletion rules, protobuf bodies equal to JSON ones,
+//! per-workspace ClusterIP allocation and per-type validation.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, EvictParams, LogParams, Patch, PatchParams, PostParams};
+use kube::{Client, Config};
+use serde_json::{Value, json};
+use wsgate_e2e::{Kubectl, Server, kubectl_or_skip, servers_for};
+
+fn client(server: &Server, workspace: &str) -> Result<Client> {
+    let uri: http::Uri = server.workspace_url(workspace).parse()?;
+    Ok(Client::try_from(Config::new(uri))?)
+}
+
+fn api_err(e: &kube::Error) -> (u16, String, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.reason.clone(), s.message.clone()),
+        other => (0, String::new(), other.to_string()),
+    }
+}
+
+/// A raw request with a JSON body; returns the status and the parsed body.
+fn call(server: &Server, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
+    let bytes = body.map(|b| b.to_string().into_bytes());
+    let r = server.request(
+        method,
+        path,
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json"),
+        ],
+        bytes.as_deref(),
+    )?;
+    let v = if r.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&r.body).unwrap_or_else(|_| Value::String(r.text()))
+    };
+    Ok((r.status, v))
+}
+
+fn pod(name: &str, labels: Value) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+    }))?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_subresources_without_a_kubelet() -> Result<()> {
+    for (engine, server) in servers_for("pod_subresources_without_a_kubelet")? {
+        server.create_workspace("acme")?;
+        let c = client(&server, "acme")?;
+        let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+        pods.create(&PostParams::default(), &pod("p1", json!({}))?)
+            .await?;
+        let base = "/clusters/acme/api/v1/namespaces/default/pods";
+
+        // Unscheduled: an empty log (upstream's LogLocation), 400 for the rest.
+        let log = pods.logs("p1", &LogParams::default()).await?;
+        assert_eq!(log, "", "{engine}");
+        for sub in [
+            "exec?command=ls&stdout=1",
+            "attach?stdout=1",
+            "portforward?ports=80",
+        ] {
+            let (code, body) = call(&server, "POST", &format!("{base}/p1/{sub}"), None)?;
+            assert_eq!(code, 400, "{engine} {sub}: {body}");
+            assert_eq!(
+                body["message"], "pod p1 does not have a host assigned",
+                "{engine}"
+            );
+        }
+        let (code, body) = call(
+            &server,
+            "GET",
+            &format!("{base}/p1/exec?container=nope"),
+            None,
+        )?;
+        assert_eq!(code, 400, "{engine}");
+        assert_eq!(body["message"], "container nope is not valid for pod p1");
+        let (code, body) = call(&server, "GET", &format!("{base}/p1/proxy/index.html"), None)?;
+        assert_eq!(
+            (code, body["message"].as_str()),
+            (400, Some("address not allowed")),
+            "{engine}"
+        );
+
+        // Binding: once, then 409.
+        let binding = |pod: &str, node: &str| {
+            json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+        };
+        let (code, body) = call(
+            &server,
+            "POST",
+            &format!("{base}/p1/binding"),
+            Some(binding("p1", "n1")),
+        )?;
+        assert_eq!(
+            (code, &body["status"]),
+            (201, &json!("Success")),
+            "{engine}: {body}"
+        );
+        let bound = pods.get("p1").await?;
+        assert_eq!(
+            bound.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+            Some("n1")
+        );
+        let scheduled = bound
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True");
+        assert!(scheduled, "{engine}: PodScheduled condition");
+        let (code, body) = call(
+            &server,
+            "POST",
+            &format!("{base}/p1/binding"),
+            Some(binding("p1", "n2")),
+        )?;
+        assert_eq!(code, 409, "{engine}: {body}");
+        assert_eq!(
+            body["message"],
+            "Operation cannot be fulfilled on pods/binding \"p1\": pod p1 is already assigned to node \"n1\""
+        );
+        let (code, _) = call(
+            &server,
+            "POST",
+            &format!("{base}/p1/binding"),
+            Some(binding("other", "n2")),
+        )?;
+        assert_eq!(code, 400, "{engine}: name mismatch");
+        let (code, body) = call(
+            &server,
+            "POST",
+            &format!("{base}/p1/binding"),
+            Some(json!({"metadata": {"name": "p1"}, "target": {}})),
+        )?;
+        assert_eq!(code, 422, "{engine}: {body}");
+        // The `bindings` resource does the same.
+        pods.create(&PostParams::default(), &pod("p2", json!({}))?)
+            .await?;
+        let (code, _) = call(
+            &server,
+            "POST",
+            "/clusters/acme/api/v1/namespaces/default/bindings",
+            Some(binding("p2", "n1")),
+        )?;
+        assert_eq!(code, 201, "{engine}");
+        assert_eq!(
+            pods.get("p2")
+                .await?
+                .spec
+                .and_then(|s| s.node_name)
+                .as_deref(),
+            Some("n1")
+        );
+
+        // Bound to a node that does not exist, then to one with no kubelet.
+        let (code, body) = call(&server, "POST", &format!("{base}/p1/exec?command=ls"), None)?;
+        assert_eq!(
+            (code, body["reason"].as_str()),
+            (404, Some("NotFound")),
+            "{engine}: {body}"
+        );
+        let nodes: Api<Node> = Api::all(c.clone());
+        nodes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "n1"}}))?,
+            )
+            .await?;
+        let (code, body) = call(&server, "POST", &format!("{base}/p1/exec?command=ls"), None)?;
+        assert_eq!(
+            (code, body["reason"].as_str()),
+            (503, Some("ServiceUnavailable")),
+            "{engine}: {body}"
+        );
+        let (code, _) = call(
+            &server,
+            "GET",
+            "/clusters/acme/api/v1/nodes/n1/proxy/healthz",
+            None,
+        )?;
+        assert_eq!(code, 503, "{engine}: node proxy");
+        let (code, _) = call(
+            &server,
+            "GET",
+            "/clusters/acme/api/v1/nodes/nope/proxy/",
+            None,
+        )?;
+        assert_eq!(code, 404, "{engine}: proxy to a missing node");
+        let svcs: Api<Service> = Api::namespaced(c.clone(), "default");
+        svcs.create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}),
+            )?,
+        )
+        .await?;
+        let (code, body) = call(
+            &server,
+            "GET",
+            "/clusters/acme/api/v1/namespaces/default/services/web/proxy/",
+            None,
+        )?;
+        assert_eq!(code, 503, "{engine}: {body}");
+        assert_eq!(
+            body["message"],
+            "no endpoints available for service \"web\""
+        );
+
+        // Ephemeral containers: added through their subresource, never removed.
+        let debugger =
+            json!({"spec": {"ephemeralContainers": [{"name": "debugger", "image": "busybox"}]}});
+        let r = server.request(
+            "PATCH",
+            &format!("{base}/p1/ephemeralcontainers"),
+            &[("Content-Type", "application/strategic-merge-patch+json")],
+            Some(debugger.to_string().as_bytes()),
+        )?;
+        let (code, body) = (r.status, serde_json::from_slice::<Value>(&r.body)?);
+        assert_eq!(code, 200, "{engine}: {body}");
+        assert_eq!(body["spec"]["ephemeralContainers"][0]["name"], "debugger");
+        let current = pods.get("p1").await?;
+        let mut replaced = serde_json::to_value(&current)?;
+        replaced["spec"]["ephemeralContainers"] = json!([]);
+        let (code, body) = call(
+            &server,
+            "PUT",
+            &format!("{base}/p1/ephemeralcontainers"),
+            Some(replaced),
+        )?;
+        assert_eq!(code, 422, "{engine}: {body}");
+
+        // Discovery lists the subresources like a 1.32 cluster.
+        let (_, v1) = server.get_json("/clusters/acme/api/v1", None)?;
+        let names: Vec<&str> = v1["resources"]
+            .as_array()
+            .context("resources")?
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        for want in [
+            "bindings",
+            "componentstatuses",
+            "pods/attach",
+            "pods/binding",
+            "pods/ephemeralcontainers",
+            "pods/eviction",
+            "pods/exec",
+            "pods/log",
+            "pods/portforward",
+            "pods/proxy",
+            "pods/status",
+            "nodes/proxy",
+            "services/proxy",
+        ] {
+            assert!(names.contains(&want), "{engine}: discovery lacks {want}");
+        }
+
+        // componentstatuses: storage reported as etcd-0.
+        let (code, cs) = server.get_json("/clusters/acme/api/v1/componentstatuses", None)?;
+        assert_eq!(code, 200, "{engine}: {cs}");
+        assert_eq!(cs["items"][0]["metadata"]["name"], "etcd-0");
+        assert_eq!(cs["items"][0]["conditions"][0]["status"], "True");
+        let (code, _) = server.get_json("/clusters/acme/api/v1/componentstatuses/etcd-0", None)?;
+        assert_eq!(code, 200);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eviction_honours_disruption_budgets() -> Result<()> {
+    for (engine, server) in servers_for("eviction_honours_disruption_budgets")? {
+        server.create_workspace("acme")?;
+        let c = client(&server, "acme")?;
+        let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(c.clone(), "default");
+        pdbs.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "web"},
+                "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}}))?,
+        )
+        .await?;
+        let set_budget = |allowed: i64| {
+            json!({"status": {"observedGeneration": 1, "disruptionsAllowed": allowed,
+                   "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}})
+        };
+        pdbs.patch_status("web", &PatchParams::default(), &Patch::Merge(set_budget(0)))
+            .await?;
+        for name in ["w1", "pending"] {
+            pods.create(&PostParams::default(), &pod(name, json!({"app": "web"}))?)
+                .await?;
+        }
+        pods.patch_status(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Running"}})),
+        )
+        .await?;
+
+        // Raw HTTP: kube-rs retries 429s with a growing backoff.
+        let (code, body) = call(
+            &server,
+            "POST",
+            "/clusters/acme/api/v1/namespaces/default/pods/w1/eviction",
+            Some(
+                json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "w1"}}),
+            ),
+        )?;
+        assert_eq!(
+            (code, body["reason"].as_str()),
+            (429, Some("TooManyRequests")),
+            "{engine}: {body}"
+        );
+        assert_eq!(
+            body["message"],
+            "Cannot evict pod as it would violate the pod's disruption budget."
+        );
+        assert_eq!(
+            body["details"]["causes"][0]["reason"], "DisruptionBudget",
+            "{engine}"
+        );
+        assert!(pods.get_opt("w1").await?.is_some(), "{engine}: pod kept");
+        // A pod that never ran is evicted whatever the budget says.
+        pods.evict("pending", &EvictParams::default()).await?;
+
+        pdbs.patch_status("web", &PatchParams::default(), &Patch::Merge(set_budget(1)))
+            .await?;
+        pods.evict("w1", &EvictParams::default()).await?;
+        assert!(pods.get_opt("w1").await?.is_none(), "{engine}: evicted");
+        let budget = pdbs.get_status("web").await?.status.context("status")?;
+        assert_eq!(budget.disruptions_allowed, 0, "{engine}: decremented");
+        assert!(
+            budget.disrupted_pods.unwrap_or_default().contains_key("w1"),
+            "{engine}: disruptedPods records the eviction"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn implicit_namespaces_delete_like_a_cluster() -> Result<()> {
+    for (engine, server) in servers_for("implicit_namespaces_delete_like_a_cluster")? {
+        server.create_workspace("acme")?;
+        server.create_workspace("beta")?;
+        let ns: Api<Namespace> = Api::all(client(&server, "acme")?);
+        for immortal in ["default", "kube-system", "kube-public"] {
+            let err = ns.delete(immortal, &Default::default()).await.unwrap_err();
+            let (code, reason, message) = api_err(&err);
+            assert_eq!((code, reason.as_str()), (403, "Forbidden"), "{engine}");
+            assert_eq!(
+                message,
+                format!(
+                    "namespaces \"{immortal}\" is forbidden: this namespace may not be deleted"
+                )
+            );
+        }
+        ns.delete("kube-node-lease", &Default::default()).await?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while ns.get_opt("kube-node-lease").await?.is_some() {
+            if Instant::now() > deadline {
+                bail!("{engine}: kube-node-lease still there");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Gone for good: not listed, not resurrected, no content allowed.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ensure!(
+            ns.get_opt("kube-node-lease").await?.is_none(),
+            "{engine}: reappeared"
+        );
+        let names: Vec<String> = ns
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
+        assert_eq!(names, ["default", "kube-public", "kube-system"], "{engine}");
+        let (code, _) = call(
+            &server,
+            "POST",
+            "/clusters/acme/api/v1/namespaces/kube-node-lease/configmaps",
+            Some(json!({"metadata": {"name": "x"}})),
+        )?;
+        assert_eq!(code, 404, "{engine}: content in a deleted namespace");
+        // Another workspace keeps its own.
+        let beta: Api<Namespace> = Api::all(client(&server, "beta")?);
+        assert!(beta.get_opt("kube-node-lease").await?.is_some(), "{engine}");
+        // It can be created again, like any namespace.
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "kube-node-lease"}}))?,
+        )
+        .await?;
+        assert!(ns.get_opt("kube-node-lease").await?.is_some(), "{engine}");
+    }
+    Ok(())
+}
+
+fn kubectl(server: &Server, workspace: &str, test: &str) -> Result<Option<Kubectl>> {
+    Ok(match kubectl_or_skip(test) {
+        Some(bin) => Some(Kubectl::new(bin, server.workspace_url(workspace))?),
+        None => None,
+    })
+}
+
+/// The parts of an object two creates of the same manifest share.
+fn comparable(mut v: Value) -> Value {
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+            "namespace",
+        ] {
+            m.remove(k);
+        }
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protobuf_and_json_creates_agree() -> Result<()> {
+    for (engine, server) in servers_for("protobuf_and_json_creates_agree")? {
+        server.create_workspace("acme")?;
+        let Some(k) = kubectl(&server, "acme", "protobuf_and_json_creates_agree")? else {
+            return Ok(());
+        };
+        k.ok(&["create", "namespace", "pb"])?;
+        k.ok(&["create", "namespace", "js"])?;
+        // kubectl's typed create sends protobuf ...
+        k.ok(&["create", "deployment", "web", "--image=nginx", "-n", "pb"])?;
+        // ... and its client-side rendering is the same object as JSON.
+        let manifest = k.ok(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "-n",
+            "js",
+            "--dry-run=client",
+            "-o",
+            "json",
+        ])?;
+        let (code, _) = call(
+            &server,
+            "POST",
+            "/clusters/acme/apis/apps/v1/namespaces/js/deployments",
+            Some(serde_json::from_str(&manifest)?),
+        )?;
+        ensure!(code == 201, "{engine}: JSON create: {code}");
+        let (_, pb) = server.get_json(
+            "/clusters/acme/apis/apps/v1/namespaces/pb/deployments/web",
+            None,
+        )?;
+        let (_, js) = server.get_json(
+            "/clusters/acme/apis/apps/v1/namespaces/js/deployments/web",
+            None,
+        )?;
+        assert_eq!(comparable(pb.clone()), comparable(js), "{engine}");
+        assert!(
+            pb["spec"].get("minReadySeconds").is_none(),
+            "{engine}: {pb}"
+        );
+        assert!(pb["spec"].get("paused").is_none(), "{engine}: {pb}");
+        assert!(
+            pb["spec"]["template"]["metadata"]
+                .get("generation")
+                .is_none(),
+            "{engine}: {pb}"
+        );
+        assert_eq!(pb["metadata"]["generation"], 1, "{engine}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_ips_are_unique_per_workspace() -> Result<()> {
+    for (engine, server) in servers_for("cluster_ips_are_unique_per_workspace")? {
+        server.create_workspace("acme")?;
+        server.create_workspace("beta")?;
+        let svc = |ws: &str, name: &str, spec: Value| -> Result<(u16, Value)> {
+            call(
+                &server,
+                "POST",
+                &format!("/clusters/{ws}/api/v1/namespaces/default/services"),
+                Some(json!({"metadata": {"name": name}, "spec": spec})),
+            )
+        };
+        let port = json!([{"port": 80}]);
+        let (code, _) = svc(
+            "acme",
+            "a",
+            json!({"clusterIP": "10.96.5.5", "ports": port}),
+        )?;
+        assert_eq!(code, 201, "{engine}");
+        let (code, body) = svc(
+            "acme",
+            "b",
+            json!({"clusterIP": "10.96.5.5", "ports": port}),
+        )?;
+        assert_eq!(code, 422, "{engine}: {body}");
+        assert_eq!(
+            body["message"],
+            "Service \"b\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.96.5.5\"}: failed to allocate IP 10.96.5.5: provided IP is already allocated"
+        );
+        let (code, _) = svc(
+            "acme",
+            "k",
+            json!({"clusterIP": "10.96.0.1", "ports": port}),
+        )?;
+        assert_eq!(code, 422, "{engine}: the kubernetes Service's address");
+        let (code, body) = svc(
+            "acme",
+            "out",
+            json!({"clusterIP": "192.168.0.1", "ports": port}),
+        )?;
+        assert_eq!(code, 422, "{engine}: {body}");
+        // Each workspace is its own cluster.
+        let (code, _) = svc(
+            "beta",
+            "a",
+            json!({"clusterIP": "10.96.5.5", "ports": port}),
+        )?;
+        assert_eq!(code, 201, "{engine}");
+        let mut seen =
+            std::collections::HashSet::from(["10.96.0.1".to_owned(), "10.96.5.5".to_owned()]);
+        for i in 0..20 {
+            let (code, body) = svc("acme", &format!("s{i}"), json!({"ports": port}))?;
+            assert_eq!(code, 201, "{engine}: {body}");
+            let ip = body["spec"]["clusterIP"]
+                .as_str()
+                .context("clusterIP")?
+                .to_owned();
+            assert!(ip.starts_with("10."), "{engine}: {ip}");
+            assert!(seen.insert(ip.clone()), "{engine}: {ip} handed out twice");
+        }
+        for name in ["h1", "h2"] {
+            let (code, body) = svc("acme", name, json!({"clusterIP": "None", "ports": port}))?;
+            assert_eq!(
+                (code, &body["spec"]["clusterIP"]),
+                (201, &json!("None")),
+                "{engine}"
+            );
+        }
+        // Deleting releases the address.
+        let (code, _) = call(
+            &server,
+            "DELETE",
+            "/clusters/acme/api/v1/namespaces/default/services/a",
+            None,
+        )?;
+        assert_eq!(code, 200, "{engine}");
+        let (code, body) = svc(
+            "acme",
+            "b",
+            json!({"clusterIP": "10.96.5.5", "ports": port}),
+        )?;
+        assert_eq!(code, 201, "{engine}: {body}");
+        // The address cannot change afterwards.
+        let (code, _) = call(
+            &server,
+            "PATCH",
+            "/clusters/acme/api/v1/namespaces/default/services/b",
+            None,
+        )
+        .and_then(|_| {
+            let r = server.request(
+                "PATCH",
+                "/clusters/acme/api/v1/namespaces/default/services/b",
+                &[("Content-Type", "application/merge-patch+json")],
+                Some(br#"{"spec":{"clusterIP":"10.96.6.6","clusterIPs":["10.96.6.6"]}}"#),
+            )?;
+            Ok((r.status, Value::Null))
+        })?;
+        assert_eq!(code, 422, "{engine}: clusterIP is immutable");
+        // NodePorts likewise.
+        let np = |name: &str, port: Option<i64>| {
+            let mut p = json!({"port": 80});
+            if let Some(n) = port {
+                p["nodePort"] = n.into();
+            }
+            svc("acme", name, json!({"type": "NodePort", "ports": [p]}))
+        };
+        let (code, _) = np("np1", Some(30080))?;
+        assert_eq!(code, 201, "{engine}");
+        let (code, body) = np("np2", Some(30080))?;
+        assert_eq!(code, 422, "{engine}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("provided port is already allocated")
+        );
+        let (code, body) = np("np3", None)?;
+        assert_eq!(code, 201, "{engine}: {body}");
+        let auto = body["spec"]["ports"][0]["nodePort"]
+            .as_i64()
+            .context("nodePort")?;
+        assert!(
+            (30000..=32767).contains(&auto) && auto != 30080,
+            "{engine}: {auto}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_type_validation_speaks_like_upstream() -> Result<()> {
+    for (engine, server) in servers_for("per_type_validation_speaks_like_upstream")? {
+        server.create_workspace("acme")?;
+        let ns = "/clusters/acme/api/v1/namespaces/default";
+        let apis = "/clusters/acme/apis";
+        let containers = json!([{"name": "c", "image": "busybox"}]);
+        let cases: Vec<(String, Value, &str)> = vec![
+            (
+                format!("{ns}/configmaps"),
+                json!({"metadata": {"name": "cm"}, "data": {"bad key": "v"}}),
+                "ConfigMap \"cm\" is invalid: data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+            ),
+            (
+                format!("{apis}/batch/v1/namespaces/default/cronjobs"),
+                json!({"metadata": {"name": "cj"}, "spec": {"schedule": "61 * * * *",
+                    "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": containers}}}}}}),
+                "CronJob.batch \"cj\" is invalid: spec.schedule: Invalid value: \"61 * * * *\": end of range (61) above maximum (59): 61",
+            ),
+            (
+                format!("{apis}/batch/v1/namespaces/default/jobs"),
+                json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {"containers": containers}}}}),
+                "Job.batch \"j\" is invalid: spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"",
+            ),
+            (
+                format!("{ns}/persistentvolumeclaims"),
+                json!({"metadata": {"name": "pvc"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}),
+                "PersistentVolumeClaim \"pvc\" is invalid: spec.accessModes: Required value: at least 1 access mode is required",
+            ),
+            (
+                format!("{apis}/autoscaling/v2/namespaces/default/horizontalpodautoscalers"),
+                json!({"metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web", "apiVersion": "apps/v1"}, "minReplicas": 5, "maxReplicas": 3}}),
+                "HorizontalPodAutoscaler.autoscaling \"h\" is invalid: spec.minReplicas: Invalid value: 5: must be less than or equal to maxReplicas",
+            ),
+            (
+                format!("{apis}/coordination.k8s.io/v1/namespaces/default/leases"),
+                json!({"metadata": {"name": "l"}, "spec": {"leaseDurationSeconds": 0}}),
+                "Lease.coordination.k8s.io \"l\" is invalid: spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0",
+            ),
+            (
+                format!("{apis}/scheduling.k8s.io/v1/priorityclasses"),
+                json!({"metadata": {"name": "system-mine"}, "value": 10}),
+                "PriorityClass.scheduling.k8s.io \"system-mine\" is invalid: metadata.name: Invalid value: \"system-mine\": priority class names with 'system-' prefix are reserved",
+            ),
+            (
+                format!("{apis}/networking.k8s.io/v1/namespaces/default/ingresses"),
+                json!({"metadata": {"name": "ing"}, "spec": {"rules": [{"http": {"paths": [{"path": "web", "pathType": "Prefix",
+                    "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
+                "Ingress.networking.k8s.io \"ing\" is invalid: spec.rules[0].http.paths[0].path: Invalid value: \"web\": must be an absolute path",
+            ),
+            (
+                format!("{apis}/apps/v1/namespaces/default/statefulsets"),
+                json!({"metadata": {"name": "sts"}, "spec": {"selector": {"matchLabels": {"app": "db"}},
+                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": containers}}}}),
+                "StatefulSet.apps \"sts\" is invalid: spec.template.metadata.labels: Invalid value: {\"app\":\"web\"}: `selector` does not match template `labels`",
+            ),
+        ];
+        for (path, body, want) in cases {
+            let (code, got) = call(&server, "POST", &path, Some(body))?;
+            assert_eq!(code, 422, "{engine} {path}: {got}");
+            assert_eq!(got["message"], want, "{engine} {path}");
+            assert!(
+                got["details"]["causes"][0]["field"].is_string(),
+                "{engine}: {got}"
+            );
+        }
+        let (code, got) = call(
+            &server,
+            "POST",
+            &format!("{apis}/policy/v1/namespaces/default/poddisruptionbudgets"),
+            Some(
+                json!({"metadata": {"name": "p"}, "spec": {"minAvailable": 1, "maxUnavailable": 1}}),
+            ),
+        )?;
+        assert_eq!(code, 422, "{engine}: {got}");
+
+        // A legacy event read through events.k8s.io/v1 has an eventTime.
+        let (code, _) = call(
+            &server,
+            "POST",
+            &format!("{ns}/events"),
+            Some(
+                json!({"metadata": {"name": "e1"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+                "reason": "Started", "message": "hi", "type": "Normal",
+                "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:05Z"}),
+            ),
+        )?;
+        assert_eq!(code, 201, "{engine}");
+        let (_, ev) = server.get_json(
+            &format!("{apis}/events.k8s.io/v1/namespaces/default/events/e1"),
+            None,
+        )?;
+        assert_eq!(
+            ev["eventTime"], "2026-01-01T00:00:05.000000Z",
+            "{engine}: {ev}"
+        );
+
+        // kubectl prints the server's words.
+        if let Some(k) = kubectl(&server, "acme", "per_type_validation_speaks_like_upstream")? {
+            let out = k.run(&[
+                "create",
+                "cronjob",
+                "cj2",
+                "--image=busybox",
+                "--schedule=bad",
+            ])?;
+            assert_ne!(out.code, Some(0), "{engine}");
+            assert!(
+                out.stderr.contains("spec.schedule: Invalid value: \"bad\": expected exactly 5 fields, found 1: [bad]"),
+                "{engine}: {}",
+                out.stderr
+            );
+        }
+    }
+    Ok(())
+}
