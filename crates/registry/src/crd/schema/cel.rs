@@ -123,12 +123,30 @@ pub(crate) fn escape(name: &str) -> Option<String> {
     Some(out)
 }
 
+/// Identifiers a rule may use besides comprehension variables (type names
+/// such as `int` are not: the interpreter has no `type()`).
+const KNOWN_IDENTS: &[&str] = &[
+    "self",
+    "oldSelf",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+    "duration",
+    "timestamp",
+];
+
 // Comprehension nesting depth and identifiers used but never bound.
 fn analyse(e: &IdedExpr, bound: &mut Vec<String>, unbound: &mut Vec<String>) -> u32 {
     match &e.expr {
         Expr::Ident(name) => {
-            if name != "self"
-                && name != "oldSelf"
+            if !KNOWN_IDENTS.contains(&name.as_str())
                 && !bound.contains(name)
                 && !unbound.contains(name)
             {
@@ -137,7 +155,16 @@ fn analyse(e: &IdedExpr, bound: &mut Vec<String>, unbound: &mut Vec<String>) -> 
             0
         }
         Expr::Call(c) => {
-            let mut d = c.target.as_ref().map_or(0, |t| analyse(t, bound, unbound));
+            // `sets.contains(..)`, `math.greatest(..)`: a bare identifier as
+            // call target names a function namespace, not a variable.
+            let mut d = match c.target.as_deref() {
+                Some(IdedExpr {
+                    expr: Expr::Ident(_),
+                    ..
+                })
+                | None => 0,
+                Some(t) => analyse(t, bound, unbound),
+            };
             for a in &c.args {
                 d = d.max(analyse(a, bound, unbound));
             }
@@ -806,6 +833,49 @@ mod tests {
             errs[0].contains("estimated rule cost exceeds budget"),
             "{errs:?}"
         );
+    }
+
+    // Kubernetes CEL library functions this build evaluates (kube-cel on top
+    // of the cel crate). Each expression must be true.
+    #[test]
+    fn kubernetes_library_functions() {
+        let exprs = [
+            "[1, 2, 3].isSorted() && [1, 2, 3].sum() == 6 && [3, 1].min() == 1 && [3, 1].max() == 3",
+            "[1, 2, 3].indexOf(2) == 1 && [1, 2, 2].lastIndexOf(2) == 2",
+            "'abc'.matches('^a') && 'a1b2'.find('[0-9]') == '1' && 'a1b2'.findAll('[0-9]').size() == 2",
+            "url('https://example.com:8443/p?q=1').getHost() == 'example.com:8443' && isURL('https://x')",
+            "url('https://example.com/p').getScheme() == 'https' && url('https://example.com/p').getEscapedPath() == '/p'",
+            "quantity('1Gi').isGreaterThan(quantity('1Mi')) && isQuantity('500m') && quantity('1k').asInteger() == 1000",
+            "quantity('1').add(quantity('2')).compareTo(quantity('3')) == 0",
+            "ip('10.0.0.1').family() == 4 && isIP('::1') && cidr('10.0.0.0/8').containsIP(ip('10.1.2.3')) && isCIDR('10.0.0.0/8')",
+            "semver('1.2.3').major() == 1 && isSemver('1.2.3')",
+            "'hello %s'.format(['world']) == 'hello world'",
+            "'Hello'.lowerAscii() == 'hello' && 'a,b'.split(',').size() == 2 && ' x '.trim() == 'x' && 'abc'.substring(1) == 'bc'",
+            "'abc'.charAt(1) == 'b' && 'abc'.indexOf('c') == 2 && 'a-b'.replace('-', '_') == 'a_b' && ['a', 'b'].join('-') == 'a-b'",
+            "sets.contains([1, 2], [1]) && sets.intersects([1], [1, 2]) && sets.equivalent([1, 2], [2, 1])",
+            "math.greatest(1, 2) == 2 && math.least(1, 2) == 1",
+            "base64.encode(b'hi') == 'aGk=' && base64.decode('aGk=') == b'hi'",
+            "duration('1h') > duration('1m') && timestamp('2024-01-01T00:00:00Z').getFullYear() == 2024",
+            "[1, 2].all(x, x > 0) && [1, 2].exists(x, x == 2) && [1, 2].exists_one(x, x == 2)",
+            "[1, 2].map(x, x * 2) == [2, 4] && [1, 2].filter(x, x > 1) == [2]",
+            "has(self.a) && !has(self.b) && 'a' in self && size(self) == 1",
+            "optional.of(1).hasValue() && optional.none().orValue(2) == 2",
+            "int('1') == 1 && string(1) == '1' && double(1) == 1.0 && uint(1) == 1u",
+        ];
+        let mut failed = Vec::new();
+        for e in exprs {
+            let got = compile_program(e).map(|(program, _)| {
+                BASE.with(|base| {
+                    let mut scope = base.new_inner_scope();
+                    scope.add_variable_from_value("self", to_cel(None, &json!({"a": 1})));
+                    program.execute(&scope)
+                })
+            });
+            if !matches!(got, Ok(Ok(cel::Value::Bool(true)))) {
+                failed.push(format!("{e}: {got:?}"));
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
     }
 
     #[test]
