@@ -293,7 +293,7 @@ fn app_lifecycle(engine: &str, s: &Server) -> Result<()> {
     // Upgrade acme; beta does not move.
     let r = acme.run(
         &["upgrade", "web", "app"],
-        Some(&json!({"message": "v2", "replicas": 2, "hook": false})),
+        Some(&json!({"message": "v2", "replicas": 2, "hook": false, "ingress": false})),
     )?;
     ensure!(
         r["status"] == "deployed" && r["version"] == 2,
@@ -304,6 +304,21 @@ fn app_lifecycle(engine: &str, s: &Server) -> Result<()> {
     ensure!(
         deploy["spec"]["replicas"] == 2,
         "{engine}: replicas after upgrade"
+    );
+    // A resource the new revision no longer renders is deleted.
+    let ingress = || {
+        object(
+            s,
+            "acme",
+            "networking.k8s.io/v1",
+            "shop",
+            "ingresses",
+            "web",
+        )
+    };
+    ensure!(
+        ingress()?.is_none(),
+        "{engine}: the Ingress outlived the upgrade"
     );
     ensure!(config_message(s, "beta")?.as_deref() == Some("beta"));
     // beta upgrades with server-side apply too (helm keeps the install's
@@ -339,6 +354,10 @@ fn app_lifecycle(engine: &str, s: &Server) -> Result<()> {
     ensure!(
         deploy["spec"]["replicas"] == 1,
         "{engine}: replicas after rollback"
+    );
+    ensure!(
+        ingress()?.is_some(),
+        "{engine}: the rollback did not restore the Ingress"
     );
     let history = acme.run(&["history", "web"], None)?;
     let states: Vec<(i64, String)> = history
