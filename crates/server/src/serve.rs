@@ -109,6 +109,7 @@ fn admin_kubeconfig(
         ca_pem,
         token: &token,
         user: crate::auth::token::ADMIN_USER,
+        client_cert: None,
     })
     .map_err(|e| ServeError::Kubeconfig(e.to_string()))?;
     // Rewritten when the server URL changed (another port), like k3s.
@@ -154,10 +155,11 @@ pub async fn serve(
     let tls = if config.insecure_http {
         None
     } else {
-        Some(crate::tls::load_or_create(
+        Some(crate::tls::load_with_client_ca(
             &config.data_dir,
             config.tls_files(),
             &config.tls.extra_sans,
+            config.auth.client_ca_file.as_deref(),
         )?)
     };
     let tokens = token_service(&config)?;
@@ -224,10 +226,12 @@ pub async fn serve(
     quota.spawn_sweeper();
     crate::metrics::spawn_workspace_gauges(metrics.clone(), registry.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let auth = Arc::new(Authenticator::new(tokens, external));
+    auth.spawn_jwks_refresh();
     let state = AppState::new(
         registry.clone(),
         crate::Security {
-            auth: Arc::new(Authenticator::new(tokens, external)),
+            auth,
             authz: Arc::new(Authorizer::new(rbac, registry.clone())),
             insecure: config.insecure_http,
             service_account_max_seconds: i64::try_from(
@@ -255,6 +259,9 @@ pub async fn serve(
     let server = match tls {
         Some(tls) => {
             tracing::info!(address = %local, "wsgate is serving (HTTPS)");
+            // Renews the generated certificate before expiry and reloads
+            // configured files when they change, without a restart.
+            let _renewal = tls.reloader.spawn(crate::tls::RELOAD_INTERVAL);
             tokio::spawn(crate::tls::serve_tls(
                 listener,
                 tls.server_config,
@@ -267,10 +274,24 @@ pub async fn serve(
                 address = %local,
                 "wsgate is serving plain HTTP: requests without a token act as system:masters (--insecure-http)"
             );
+            // The peer address for audit `sourceIPs`, as TLS connections carry it.
+            let router = router.layer(axum::middleware::map_request(
+                |axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<SocketAddr>,
+                 mut req: axum::extract::Request| async move {
+                    req.extensions_mut().insert(crate::tls::Peer {
+                        addr,
+                        client_cert: None,
+                    });
+                    req
+                },
+            ));
             tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped)
-                    .await
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stopped)
+                .await
             })
         }
     };

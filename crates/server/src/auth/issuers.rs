@@ -1,14 +1,16 @@
 //! External OIDC-style issuers: tokens signed by someone else's keys (PEM
-//! public keys or a JWKS file; no discovery over the network), mapped to a
-//! user by configured claim names and prefixes, like kube-apiserver's
-//! `--oidc-*` flags.
+//! public keys, a JWKS file, or a JWKS fetched over HTTPS from `jwks_url`
+//! every `jwks_refresh`; no OIDC discovery), mapped to a user by configured
+//! claim names and prefixes, like kube-apiserver's `--oidc-*` flags.
 //!
 //! Rules that keep an external issuer from impersonating wsgate identities:
 //! only asymmetric keys are accepted (an `oct` JWK is refused), the
 //! algorithm must belong to the key's family, a username that (after the
 //! prefix) starts with `system:` is rejected, and groups that do are dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -32,6 +34,19 @@ pub struct ExternalIssuerConfig {
     pub public_key_files: Vec<PathBuf>,
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
+    /// A JWKS fetched over HTTPS at start and every `jwks_refresh` (keys
+    /// from files stay valid too). Until the first fetch succeeds, tokens
+    /// of this issuer that need its keys are 401.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(
+        default = "default_jwks_refresh",
+        with = "crate::config::units::duration"
+    )]
+    pub jwks_refresh: Duration,
+    /// CA (PEM) trusted for `jwks_url` [default: the system roots].
+    #[serde(default)]
+    pub jwks_ca_file: Option<PathBuf>,
     /// Claim holding the user name (default `sub`).
     #[serde(default = "default_username_claim")]
     pub username_claim: String,
@@ -55,6 +70,14 @@ fn default_username_claim() -> String {
     "sub".to_owned()
 }
 
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// The largest JWKS document accepted.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
     #[error("issuer {issuer}: reading {path}: {source}")]
@@ -72,8 +95,15 @@ pub enum IssuerError {
     },
     #[error("issuer {0}: no public keys configured")]
     NoKeys(String),
+    #[error("issuer {issuer}: fetching {url}: {message}")]
+    Fetch {
+        issuer: String,
+        url: String,
+        message: String,
+    },
 }
 
+#[derive(Clone)]
 struct IssuerKey {
     kid: Option<String>,
     key: DecodingKey,
@@ -83,14 +113,17 @@ struct IssuerKey {
 /// A configured external issuer with its keys loaded.
 pub struct ExternalIssuer {
     config: ExternalIssuerConfig,
-    keys: Vec<IssuerKey>,
+    /// From files; always part of `keys`.
+    static_keys: Vec<IssuerKey>,
+    /// What verification uses: the static keys plus the last fetched JWKS.
+    keys: RwLock<Arc<Vec<IssuerKey>>>,
 }
 
 impl std::fmt::Debug for ExternalIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExternalIssuer")
             .field("issuer", &self.config.issuer)
-            .field("keys", &self.keys.len())
+            .field("keys", &self.current_keys().len())
             .finish()
     }
 }
@@ -132,60 +165,196 @@ impl ExternalIssuer {
         pems: &[&[u8]],
         jwks: Option<&[u8]>,
     ) -> Result<Self, IssuerError> {
-        let key_err = |what: &str, message: String| IssuerError::Key {
-            issuer: config.issuer.clone(),
-            what: what.to_owned(),
-            message,
-        };
-        let mut keys = Vec::new();
-        for (i, pem) in pems.iter().enumerate() {
-            let key = DecodingKey::from_ec_pem(pem)
-                .map(|k| (k, EC))
-                .or_else(|_| DecodingKey::from_rsa_pem(pem).map(|k| (k, RSA)))
-                .or_else(|_| DecodingKey::from_ed_pem(pem).map(|k| (k, ED)))
-                .map_err(|e| key_err(&format!("public key {}", i + 1), e.to_string()))?;
-            keys.push((None, key.0, key.1));
+        if let Some(url) = &config.jwks_url
+            && !url.starts_with("https://")
+        {
+            return Err(IssuerError::Key {
+                issuer: config.issuer.clone(),
+                what: "jwks_url".to_owned(),
+                message: "must be an https:// URL".to_owned(),
+            });
         }
-        if let Some(jwks) = jwks {
-            let set: JwkSet =
-                serde_json::from_slice(jwks).map_err(|e| key_err("JWKS", e.to_string()))?;
-            for jwk in &set.keys {
-                // Symmetric (`oct`) keys would let anyone holding the
-                // "public" key sign: skip them.
-                let algorithms = match &jwk.algorithm {
-                    AlgorithmParameters::EllipticCurve(_) => EC,
-                    AlgorithmParameters::RSA(_) => RSA,
-                    AlgorithmParameters::OctetKeyPair(_) => ED,
-                    _ => continue,
-                };
-                let key =
-                    DecodingKey::from_jwk(jwk).map_err(|e| key_err("JWKS key", e.to_string()))?;
-                keys.push((jwk.common.key_id.clone(), key, algorithms));
-            }
-        }
-        let keys: Vec<IssuerKey> = keys
-            .into_iter()
-            .map(|(kid, key, algorithms)| {
-                let mut validation = Validation::new(algorithms[0]);
-                validation.algorithms = algorithms.to_vec();
-                validation.set_issuer(&[&config.issuer]);
-                validation.set_audience(&config.audiences);
-                validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-                validation.validate_nbf = true;
-                validation.leeway = LEEWAY_SECONDS;
-                IssuerKey {
-                    kid,
-                    key,
-                    validation,
-                }
-            })
-            .collect();
-        if keys.is_empty() {
+        let keys = build_keys(&config, pems, jwks)?;
+        if keys.is_empty() && config.jwks_url.is_none() {
             return Err(IssuerError::NoKeys(config.issuer));
         }
-        Ok(ExternalIssuer { config, keys })
+        Ok(ExternalIssuer {
+            config,
+            keys: RwLock::new(Arc::new(keys.clone())),
+            static_keys: keys,
+        })
     }
 
+    fn current_keys(&self) -> Arc<Vec<IssuerKey>> {
+        self.keys
+            .read()
+            .map(|k| k.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Where this issuer's JWKS is fetched from, if anywhere.
+    pub fn jwks_url(&self) -> Option<&str> {
+        self.config.jwks_url.as_deref()
+    }
+
+    pub fn jwks_refresh(&self) -> Duration {
+        self.config.jwks_refresh
+    }
+
+    /// Fetches the JWKS from `jwks_url` and replaces the fetched keys;
+    /// returns how many keys are in use. A failure keeps the current keys.
+    pub async fn refresh(&self) -> Result<usize, IssuerError> {
+        let Some(url) = self.config.jwks_url.as_deref() else {
+            return Ok(self.current_keys().len());
+        };
+        let fetch_err = |message: String| IssuerError::Fetch {
+            issuer: self.config.issuer.clone(),
+            url: url.to_owned(),
+            message,
+        };
+        let body = tokio::time::timeout(
+            FETCH_TIMEOUT,
+            fetch_https(url, self.config.jwks_ca_file.as_deref()),
+        )
+        .await
+        .map_err(|_| fetch_err("timed out".to_owned()))?
+        .map_err(fetch_err)?;
+        let fetched = build_keys(&self.config, &[], Some(&body))?;
+        if fetched.is_empty() {
+            return Err(IssuerError::NoKeys(self.config.issuer.clone()));
+        }
+        let mut all = self.static_keys.clone();
+        all.extend(fetched);
+        let n = all.len();
+        match self.keys.write() {
+            Ok(mut k) => *k = Arc::new(all),
+            Err(p) => *p.into_inner() = Arc::new(all),
+        }
+        Ok(n)
+    }
+}
+
+fn build_keys(
+    config: &ExternalIssuerConfig,
+    pems: &[&[u8]],
+    jwks: Option<&[u8]>,
+) -> Result<Vec<IssuerKey>, IssuerError> {
+    let key_err = |what: &str, message: String| IssuerError::Key {
+        issuer: config.issuer.clone(),
+        what: what.to_owned(),
+        message,
+    };
+    let mut keys = Vec::new();
+    for (i, pem) in pems.iter().enumerate() {
+        let key = DecodingKey::from_ec_pem(pem)
+            .map(|k| (k, EC))
+            .or_else(|_| DecodingKey::from_rsa_pem(pem).map(|k| (k, RSA)))
+            .or_else(|_| DecodingKey::from_ed_pem(pem).map(|k| (k, ED)))
+            .map_err(|e| key_err(&format!("public key {}", i + 1), e.to_string()))?;
+        keys.push((None, key.0, key.1));
+    }
+    if let Some(jwks) = jwks {
+        let set: JwkSet =
+            serde_json::from_slice(jwks).map_err(|e| key_err("JWKS", e.to_string()))?;
+        for jwk in &set.keys {
+            // Symmetric (`oct`) keys would let anyone holding the
+            // "public" key sign: skip them.
+            let algorithms = match &jwk.algorithm {
+                AlgorithmParameters::EllipticCurve(_) => EC,
+                AlgorithmParameters::RSA(_) => RSA,
+                AlgorithmParameters::OctetKeyPair(_) => ED,
+                _ => continue,
+            };
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| key_err("JWKS key", e.to_string()))?;
+            keys.push((jwk.common.key_id.clone(), key, algorithms));
+        }
+    }
+    let keys: Vec<IssuerKey> = keys
+        .into_iter()
+        .map(|(kid, key, algorithms)| {
+            let mut validation = Validation::new(algorithms[0]);
+            validation.algorithms = algorithms.to_vec();
+            validation.set_issuer(&[&config.issuer]);
+            validation.set_audience(&config.audiences);
+            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            validation.validate_nbf = true;
+            validation.leeway = LEEWAY_SECONDS;
+            IssuerKey {
+                kid,
+                key,
+                validation,
+            }
+        })
+        .collect();
+    Ok(keys)
+}
+
+/// GET `url` over HTTPS (HTTP/1.1), trusting `ca_file` or the system
+/// roots; the body, at most [`MAX_JWKS_BYTES`].
+async fn fetch_https(url: &str, ca_file: Option<&Path>) -> Result<bytes::Bytes, String> {
+    use http_body_util::{BodyExt, Empty, Limited};
+    use rustls::pki_types::pem::PemObject;
+
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+    let host = uri.host().ok_or("the URL has no host")?.to_owned();
+    let port = uri.port_u16().unwrap_or(443);
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            for c in certs {
+                let c = c.map_err(|e| format!("reading {}: {e}", path.display()))?;
+                roots.add(c).map_err(|e| e.to_string())?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                // A system certificate rustls cannot use is skipped.
+                let _ = roots.add(c);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+        .map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let req = hyper::Request::get(path)
+        .header(
+            hyper::header::HOST,
+            uri.authority().map_or(host.as_str(), |a| a.as_str()),
+        )
+        .header(hyper::header::ACCEPT, "application/json")
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    Limited::new(resp.into_body(), MAX_JWKS_BYTES)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| e.to_string())
+}
+
+impl ExternalIssuer {
     pub fn issuer(&self) -> &str {
         &self.config.issuer
     }
@@ -195,7 +364,8 @@ impl ExternalIssuer {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         let mut last = AuthError::Invalid;
         let mut claims = None;
-        for k in &self.keys {
+        let keys = self.current_keys();
+        for k in keys.iter() {
             if header.kid.is_some() && k.kid.is_some() && header.kid != k.kid {
                 continue;
             }

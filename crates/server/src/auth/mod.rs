@@ -76,12 +76,41 @@ struct IssuerOnly {
 #[derive(Debug)]
 pub struct Authenticator {
     tokens: TokenService,
-    external: Vec<ExternalIssuer>,
+    external: Vec<std::sync::Arc<ExternalIssuer>>,
 }
 
 impl Authenticator {
     pub fn new(tokens: TokenService, external: Vec<ExternalIssuer>) -> Self {
-        Authenticator { tokens, external }
+        Authenticator {
+            tokens,
+            external: external.into_iter().map(std::sync::Arc::new).collect(),
+        }
+    }
+
+    /// Starts fetching the JWKS of every issuer with a `jwks_url`: now,
+    /// then every `jwks_refresh` (every 30 s while fetches fail). Needs a
+    /// tokio runtime; the tasks end with the process.
+    pub fn spawn_jwks_refresh(&self) {
+        for issuer in self.external.iter().filter(|i| i.jwks_url().is_some()) {
+            let issuer = issuer.clone();
+            tokio::spawn(async move {
+                loop {
+                    let wait = match issuer.refresh().await {
+                        Ok(n) => {
+                            tracing::info!(issuer = issuer.issuer(), keys = n, "JWKS fetched");
+                            issuer.jwks_refresh()
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "JWKS fetch failed; keeping the current keys");
+                            issuer
+                                .jwks_refresh()
+                                .min(std::time::Duration::from_secs(30))
+                        }
+                    };
+                    tokio::time::sleep(wait).await;
+                }
+            });
+        }
     }
 
     pub fn tokens(&self) -> &TokenService {

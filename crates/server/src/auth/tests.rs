@@ -609,3 +609,84 @@ fn kubeconfigs() {
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), yaml);
 }
+
+fn jwks_of(public_pem: &str, kid: &str) -> Vec<u8> {
+    let decoding = jsonwebtoken::DecodingKey::from_ec_pem(public_pem.as_bytes()).unwrap();
+    let mut jwk =
+        jsonwebtoken::jwk::Jwk::from_decoding_key(&decoding, Some(Algorithm::ES256)).unwrap();
+    jwk.common.key_id = Some(kid.into());
+    serde_json::to_vec(&json!({"keys": [jwk]})).unwrap()
+}
+
+#[tokio::test]
+async fn jwks_fetched_over_https_and_refreshed() {
+    use axum::routing::get;
+    let (k1, k2) = (
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+    );
+    // A real HTTPS server (the generated CA and serving certificate)
+    // whose JWKS the test can rotate.
+    let dir = tempfile::tempdir().unwrap();
+    let material = crate::tls::load_or_create(dir.path(), None, &[]).unwrap();
+    let served = std::sync::Arc::new(std::sync::Mutex::new(jwks_of(&k1.public_key_pem(), "k1")));
+    let body = served.clone();
+    let app = axum::Router::new().route(
+        "/keys",
+        get(move || {
+            let body = body.clone();
+            async move { body.lock().map(|b| b.clone()).unwrap_or_default() }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(crate::tls::serve_tls(
+        listener,
+        material.server_config.clone(),
+        app,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let iss = "https://idp.example";
+    let mut cfg = external_config(iss);
+    cfg.jwks_url = Some(format!("https://localhost:{port}/keys"));
+    cfg.jwks_ca_file = Some(dir.path().join("pki").join("ca.crt"));
+    let issuer = ExternalIssuer::from_parts(cfg.clone(), &[], None).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"iss": iss, "aud": "wsgate", "exp": now + 600, "iat": now,
+        "email": "bob@example.com", "email_verified": true, "ws": ["acme"]});
+    let t1 = external_token(&k1.serialize_pem(), Some("k1"), claims.clone());
+    let t2 = external_token(&k2.serialize_pem(), Some("k2"), claims.clone());
+    // No keys until the first fetch.
+    assert_eq!(issuer.verify(&t1), Err(AuthError::Invalid));
+    assert_eq!(issuer.refresh().await.unwrap(), 1);
+    assert_eq!(issuer.verify(&t1).unwrap().name, "bob@example.com");
+    assert_eq!(issuer.verify(&t2), Err(AuthError::Invalid));
+
+    // The IdP rotates its key: the next refresh follows.
+    *served.lock().unwrap() = jwks_of(&k2.public_key_pem(), "k2");
+    issuer.refresh().await.unwrap();
+    assert!(issuer.verify(&t2).is_ok());
+    assert_eq!(issuer.verify(&t1), Err(AuthError::Invalid));
+
+    // A failed fetch keeps the keys in use.
+    *served.lock().unwrap() = b"not json".to_vec();
+    assert!(issuer.refresh().await.is_err());
+    assert!(issuer.verify(&t2).is_ok());
+    // Without the CA the server is not trusted.
+    let mut untrusted = cfg.clone();
+    untrusted.jwks_ca_file = None;
+    let other = ExternalIssuer::from_parts(untrusted, &[], None).unwrap();
+    assert!(matches!(
+        other.refresh().await,
+        Err(IssuerError::Fetch { .. })
+    ));
+    // Plain HTTP is refused at configuration time.
+    let mut plain = cfg;
+    plain.jwks_url = Some(format!("http://localhost:{port}/keys"));
+    assert!(ExternalIssuer::from_parts(plain, &[], None).is_err());
+    let _ = stop.send(());
+}
