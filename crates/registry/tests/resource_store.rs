@@ -1016,7 +1016,10 @@ async fn workloads_get_upstream_defaults() {
         .create(
             &f.cluster,
             Some("default"),
-            obj(json!({"metadata": {"name": "c"}, "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}})),
+            // Jobs need an explicit OnFailure/Never restart policy (upstream rejects Always).
+            obj(json!({"metadata": {"name": "c"}, "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "nginx:1.27"}]}}}}}})),
             &wo,
         )
         .await
