@@ -750,11 +750,13 @@ fn crd_chart(engine: &str, s: &Server) -> Result<()> {
         create_workspace(s, ws)?;
     }
     let widget = |ws: &str| object(s, ws, "example.wsgate.io/v1", "shop", "widgets", "w");
-    for (ws, size) in [("acme", 3), ("beta", 7)] {
+    // beta installs with server-side apply (the Widget is then merged by
+    // its CRD's schema).
+    for (ws, size, mode) in [("acme", 3, "--wait"), ("beta", 7, "--ssa")] {
         let h = Helm::new(s, ws, "shop")?;
         // --wait: helm watches the ConfigMap and the Widget until ready.
         let r = h.run(
-            &["--wait", "install", "w", "widgets"],
+            &[mode, "install", "w", "widgets"],
             Some(&json!({"size": size})),
         )?;
         ensure!(r["status"] == "deployed", "{engine} {ws}: {r}");
