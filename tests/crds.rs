@@ -36,7 +36,7 @@ fn crd_json() -> Value {
             "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab",
                       "shortNames": ["ct"], "categories": ["all"]},
             "versions": [
-                {"name": "v1beta1", "served": true, "storage": false,
+                {"name": "v1beta1", "served": true, "storage": false, "deprecated": true,
                  "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}},
                 {"name": "v1", "served": true, "storage": true,
                  "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
@@ -235,6 +235,27 @@ async fn crds_serve_per_workspace_through_kube_rs() -> Result<()> {
         );
         let listed = via_beta.list(&ListParams::default()).await?;
         assert_eq!(listed.items.len(), 1);
+        let r = server.request(
+            "GET",
+            "/clusters/acme/apis/stable.example.com/v1beta1/namespaces/default/crontabs/nightly",
+            &[],
+            None,
+        )?;
+        assert_eq!(r.status, 200);
+        assert!(
+            r.header("Warning")
+                .is_some_and(|w| w.contains("stable.example.com/v1beta1 CronTab is deprecated")),
+            "{engine}: {:?}",
+            r.headers
+        );
+        let (_, beta_item) = server.get_json(
+            "/clusters/acme/apis/stable.example.com/v1beta1/namespaces/default/crontabs",
+            None,
+        )?;
+        assert_eq!(
+            beta_item["items"][0]["apiVersion"],
+            "stable.example.com/v1beta1"
+        );
 
         // Unknown fields: Strict is a 400, the default warns and prunes.
         let body = br#"{"apiVersion":"stable.example.com/v1","kind":"CronTab","metadata":{"name":"strict"},"spec":{"foo":1}}"#;

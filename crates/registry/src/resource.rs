@@ -107,6 +107,8 @@ pub struct ResourceDescriptor {
     pub scale: ScalePaths,
     /// A CRD version's `additionalPrinterColumns` (Table output).
     pub printer_columns: Vec<crate::table::ColumnSpec>,
+    /// The Warning every response of a deprecated version carries.
+    pub deprecation_warning: Option<String>,
     /// `<root>/<group>/<resource>/`, computed once.
     pub prefix: ResourcePrefix,
     pub qualified: QualifiedResource,
@@ -139,6 +141,7 @@ impl ResourceDescriptor {
             storage_version: None,
             scale: ScalePaths::default(),
             printer_columns: Vec::new(),
+            deprecation_warning: None,
         }
     }
 

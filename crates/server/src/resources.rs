@@ -343,7 +343,7 @@ pub async fn handle(
         )
         .await;
     }
-    match verb {
+    let result = match verb {
         Verb::Get if output == Output::Json && sub.is_none() => {
             let bytes = rs.get_json(&cluster, namespace, name).await?;
             Ok(crate::discovery::bytes_response(
@@ -512,6 +512,11 @@ pub async fn handle(
                 .await?;
             Ok(render.respond(StatusCode::OK, &render.list(list), true))
         }
+    };
+    // A deprecated CRD version warns on every answer, as upstream.
+    match &desc.deprecation_warning {
+        Some(w) => result.map(|r| with_warnings(r, std::slice::from_ref(w))),
+        None => result,
     }
 }
 

@@ -496,6 +496,12 @@ impl CrdIndex {
                 );
                 d.scale = scale.clone();
             }
+            if v.deprecated {
+                // Upstream's default text, or the CRD's own.
+                d.deprecation_warning = Some(v.deprecation_warning.clone().unwrap_or_else(|| {
+                    format!("{}/{} {} is deprecated", def.group, version, names.kind)
+                }));
+            }
             d.printer_columns = if v.columns.is_empty() {
                 vec![crate::table::ColumnSpec::crd_default_age()]
             } else {
