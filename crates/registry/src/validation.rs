@@ -147,6 +147,8 @@ pub enum FieldErrorKind {
     Duplicate,
     NotSupported,
     TooLong,
+    /// More items than allowed (`maxItems`, `maxProperties`).
+    TooMany,
 }
 
 impl FieldErrorKind {
@@ -159,6 +161,7 @@ impl FieldErrorKind {
             FieldErrorKind::Duplicate => "FieldValueDuplicate",
             FieldErrorKind::NotSupported => "FieldValueNotSupported",
             FieldErrorKind::TooLong => "FieldValueTooLong",
+            FieldErrorKind::TooMany => "FieldValueTooMany",
         }
     }
 }
@@ -204,6 +207,7 @@ impl FieldError {
             FieldErrorKind::Duplicate => "Duplicate value".to_owned(),
             FieldErrorKind::NotSupported => "Unsupported value".to_owned(),
             FieldErrorKind::TooLong => "Too long".to_owned(),
+            FieldErrorKind::TooMany => "Too many".to_owned(),
         };
         if let Some(v) = &self.value {
             s.push_str(": ");

@@ -344,11 +344,7 @@ fn array_checks(node: &Node, items: &[Value], path: &str, errs: &mut Vec<FieldEr
     if let Some(max) = node.max_items
         && len > max
     {
-        errs.push(FieldError::invalid(
-            path,
-            len,
-            format!("must have at most {max} items"),
-        ));
+        errs.push(too_many(path, len, max));
     }
     if let Some(min) = node.min_items
         && len < min
@@ -414,6 +410,15 @@ fn array_checks(node: &Node, items: &[Value], path: &str, errs: &mut Vec<FieldEr
     }
 }
 
+fn too_many(path: &str, len: u64, max: u64) -> FieldError {
+    FieldError {
+        kind: FieldErrorKind::TooMany,
+        field: path.to_string(),
+        value: Some(len.into()),
+        detail: format!("must have at most {max} items"),
+    }
+}
+
 fn duplicate(path: &str, v: Value) -> FieldError {
     FieldError {
         kind: FieldErrorKind::Duplicate,
@@ -457,11 +462,7 @@ fn object_checks(node: &Node, obj: &Map<String, Value>, path: &str, errs: &mut V
     if let Some(max) = node.max_properties
         && len > max
     {
-        errs.push(FieldError::invalid(
-            path,
-            len,
-            format!("must have at most {max} items"),
-        ));
+        errs.push(too_many(path, len, max));
     }
     if let Some(min) = node.min_properties
         && len < min
@@ -626,7 +627,7 @@ mod tests {
             "spec.s: Invalid value: \"ABCD\": spec.s in body should match '^[a-z]+$'",
             "spec.e: Unsupported value: \"c\": supported values: \"a\", \"b\"",
             "spec.l: Invalid value: 0: spec.l in body should have at least 1 items",
-            "spec.m: Invalid value: 2: must have at most 1 items",
+            "spec.m: Too many: 2: must have at most 1 items",
             "spec.r.x: Required value",
         ] {
             assert!(
