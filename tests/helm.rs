@@ -868,3 +868,40 @@ fn helm_as_namespace_admin() -> Result<()> {
     ensure!(object(&s, "acme", "v1", "team", "configmaps", "web-config")?.is_none());
     Ok(())
 }
+
+/// Field validation as helm meets it: a client-side-apply install sends
+/// no `fieldValidation`, so an unknown field is a warning (the server's
+/// default, as kube-apiserver's) and the object is written without it; a
+/// server-side-apply install asks for `Strict` and fails.
+#[test]
+fn helm_unknown_fields() -> Result<()> {
+    if !helm_or_skip("helm_unknown_fields") {
+        return Ok(());
+    }
+    let s = Server::start_tls(Engine::Embedded)?;
+    create_workspace(&s, "acme")?;
+    let helm = Helm::new(&s, "acme", "shop")?;
+    let out = helm
+        .command(&["install", "warned", "typo"], None)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let r = parse_driver(&["install"], out)?;
+    ensure!(r["status"] == "deployed", "{r}");
+    ensure!(
+        stderr.contains(r#"unknown field \"spec\""#) || stderr.contains(r#"unknown field "spec""#),
+        "no warning: {stderr}"
+    );
+    let cm = object(&s, "acme", "v1", "shop", "configmaps", "warned-typo")?.context("cm")?;
+    ensure!(cm.get("spec").is_none() && cm["data"]["a"] == "b", "{cm}");
+    let err = helm
+        .run(&["--ssa", "install", "strict", "typo"], None)
+        .err()
+        .context("a strict install accepted an unknown field")?;
+    ensure!(
+        err.to_string()
+            .contains(r#"strict decoding error: unknown field "spec""#),
+        "{err}"
+    );
+    ensure!(object(&s, "acme", "v1", "shop", "configmaps", "strict-typo")?.is_none());
+    Ok(())
+}
