@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::{DashMap, DashSet};
+use foldhash::fast::RandomState;
 use futures::StreamExt;
 use serde_json::Value;
 use storage::{EventKind, KeyValue, RangeRequest, Store, WatchRequest, WatchResponse};
@@ -18,8 +19,10 @@ use crate::keys::{KeyRoot, ResourcePrefix};
 use crate::resource::Object;
 use crate::status::{ApiError, ApiResult, QualifiedResource};
 
-/// Records read per page while loading.
-const LOAD_PAGE: usize = 10_000;
+/// Records read per page while loading. Large: a limited range still
+/// counts every key after the page (etcd semantics), so the load's cost
+/// grows with (records / page) x records.
+const LOAD_PAGE: usize = 50_000;
 /// Pages at least this large are decoded on several threads.
 const PARALLEL_FROM: usize = 2_048;
 
@@ -51,8 +54,8 @@ struct Pending {
 
 /// path -> record and id -> record, for every workspace.
 pub struct WorkspaceIndex {
-    by_path: DashMap<WorkspacePath, Arc<WorkspaceRecord>>,
-    by_id: DashMap<ClusterId, Arc<WorkspaceRecord>>,
+    by_path: DashMap<WorkspacePath, Arc<WorkspaceRecord>, RandomState>,
+    by_id: DashMap<ClusterId, Arc<WorkspaceRecord>, RandomState>,
     /// Children of non-root workspaces (root's are every top-level one and
     /// are never needed), to forget a subtree when its top goes away.
     children: DashMap<ClusterId, Vec<ClusterId>>,
@@ -66,8 +69,8 @@ pub struct WorkspaceIndex {
 impl WorkspaceIndex {
     pub fn new(root: &KeyRoot) -> Self {
         let idx = WorkspaceIndex {
-            by_path: DashMap::new(),
-            by_id: DashMap::new(),
+            by_path: DashMap::with_hasher(RandomState::default()),
+            by_id: DashMap::with_hasher(RandomState::default()),
             children: DashMap::new(),
             owners: DashSet::new(),
             deleting: DashSet::new(),
@@ -262,7 +265,9 @@ impl WorkspaceIndex {
         let rec = Arc::new(WorkspaceRecord {
             id: p.id.clone(),
             path: path.clone(),
-            parent: Some(p.parent.clone()),
+            // The parent record's own id: one shared allocation for all
+            // its children, not one per child.
+            parent: Some(parent.id.clone()),
             owner: p.owner.clone(),
             phase: p.phase,
             created_at: p.created_at,
@@ -344,11 +349,20 @@ impl WorkspaceIndex {
         );
     }
 
+    /// The id of the key segment `cluster`: the known record's (shared)
+    /// id, else a new one if it is well-formed.
+    fn parent_id(&self, cluster: &str) -> Option<ClusterId> {
+        match self.by_id.get(cluster) {
+            Some(r) => Some(r.id.clone()),
+            None => ClusterId::parse(cluster),
+        }
+    }
+
     fn apply_kv(&self, kv: &KeyValue) {
         let Some(k) = self.prefix.parse(&kv.key, false) else {
             return;
         };
-        let Some(parent) = ClusterId::parse(k.cluster) else {
+        let Some(parent) = self.parent_id(k.cluster) else {
             return;
         };
         if let Some(p) = self.decode(parent, kv, k.name) {
@@ -386,7 +400,7 @@ impl WorkspaceIndex {
             let Some(k) = self.prefix.parse(&kv.key, false) else {
                 continue;
             };
-            let Some(parent) = ClusterId::parse(k.cluster) else {
+            let Some(parent) = self.parent_id(k.cluster) else {
                 continue;
             };
             if let Some(p) = self.decode(parent, kv, k.name) {

@@ -21,8 +21,9 @@ use super::scenarios::{Outcome, Runner, Worker};
 
 const WS_API: &str = "/apis/tenancy.wsgate.io/v1alpha1/workspaces";
 const JSON: &str = "application/json";
-/// The server logs how long its workspace index load took at this level.
-const LOG_FILTER: &str = "warn,registry=info";
+/// The server logs how long its store open and workspace index load took
+/// at this level.
+const LOG_FILTER: &str = "warn,registry=info,storage=info";
 
 /// What one run measured, for the report and docs/benchmarks.md.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -42,6 +43,23 @@ pub struct WorkspaceFigures {
     pub rss_after_restart_mib: f64,
     /// As the restarted server logged it.
     pub index_load_ms: Option<u64>,
+    /// The embedded engine's open (keys read from disk), as logged.
+    pub store_open_ms: Option<u64>,
+}
+
+/// The run's directory: removed at the end unless asked to keep it.
+enum KeptOrTemp {
+    Temp(tempfile::TempDir),
+    Kept(std::path::PathBuf),
+}
+
+impl KeptOrTemp {
+    fn path(&self) -> &Path {
+        match self {
+            KeptOrTemp::Temp(d) => d.path(),
+            KeptOrTemp::Kept(p) => p,
+        }
+    }
 }
 
 struct GetWorker {
@@ -116,11 +134,13 @@ async fn storage_bytes(dir: &Path, etcd: Option<&str>) -> anyhow::Result<u64> {
 }
 
 fn index_load_ms(dir: &Path) -> Option<u64> {
+    logged_ms(dir, "workspace index loaded", "elapsed_ms=")
+}
+
+/// `<field><n>` of the last server log line containing `message`.
+fn logged_ms(dir: &Path, message: &str, field: &str) -> Option<u64> {
     let log = std::fs::read_to_string(dir.join("wsgate.log")).ok()?;
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("workspace index loaded"))?;
+    let line = log.lines().rev().find(|l| l.contains(message))?;
     // Without colour codes (`\x1b[...m`), then `elapsed_ms=<n>`.
     let mut plain = String::with_capacity(line.len());
     let mut chars = line.chars();
@@ -135,7 +155,7 @@ fn index_load_ms(dir: &Path) -> Option<u64> {
             plain.push(c);
         }
     }
-    let rest = plain.split("elapsed_ms=").nth(1)?;
+    let rest = plain.split(field).nth(1)?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
@@ -173,6 +193,14 @@ pub async fn run(
     report: &mut Report,
 ) -> anyhow::Result<WorkspaceFigures> {
     let dir = tempfile::tempdir()?;
+    // To time further restarts by hand: the data stays (path printed).
+    let dir = if std::env::var_os("WSGATE_BENCH_KEEP_DATA").is_some() {
+        let kept = dir.keep();
+        progress.println(format!("[{target}] keeping the data in {}", kept.display()));
+        KeptOrTemp::Kept(kept)
+    } else {
+        KeptOrTemp::Temp(dir)
+    };
     let etcd_url = etcd.map(|(u, _)| u);
     let root = format!("{run_id}-ws");
     progress.println(format!(
@@ -274,6 +302,7 @@ pub async fn run(
         process::start_server_in(exe, etcd_url, &root, dir.path(), Some(LOG_FILTER)).await?;
     fig.restart_ready_s = t.elapsed().as_secs_f64();
     fig.index_load_ms = index_load_ms(dir.path());
+    fig.store_open_ms = logged_ms(dir.path(), "embedded store opened", "elapsed_ms=");
     tokio::time::sleep(Duration::from_secs(1)).await;
     fig.rss_after_restart_mib = rss_bytes(server.pid()).unwrap_or(0) as f64 / 1048576.0;
     let mut c = Conn::connect(&endpoint).await?;
@@ -325,7 +354,7 @@ pub async fn run(
         fig.restart_ready_s < 10.0,
     );
     report.notes.push(format!(
-        "[{target}] {n} workspaces: {:.0}/s (p99 {:.1} ms); RSS {:.1} -> {:.1} MiB ({:.0} B/workspace); storage {:.0} B/workspace; GET p99 first {:.2} ms vs newest {:.2} ms; restart {:.2} s (index load {} ms, RSS after restart {:.1} MiB)",
+        "[{target}] {n} workspaces: {:.0}/s (p99 {:.1} ms); RSS {:.1} -> {:.1} MiB ({:.0} B/workspace); storage {:.0} B/workspace; GET p99 first {:.2} ms vs newest {:.2} ms; restart {:.2} s (store open {} ms, index load {} ms, RSS after restart {:.1} MiB)",
         fig.create_per_sec,
         fig.create_p99_ms.unwrap_or(0.0),
         fig.rss_before_mib,
@@ -335,6 +364,7 @@ pub async fn run(
         fig.get_old_p99_ms.unwrap_or(0.0),
         fig.get_fresh_p99_ms.unwrap_or(0.0),
         fig.restart_ready_s,
+        fig.store_open_ms.map_or("?".into(), |m| m.to_string()),
         fig.index_load_ms.map_or("?".into(), |m| m.to_string()),
         fig.rss_after_restart_mib,
     ));

@@ -118,17 +118,16 @@ impl EmbeddedStore {
     pub async fn open_with(config: &EmbeddedConfig, options: EmbeddedOptions) -> Result<Self> {
         let dir = config.data_dir.clone();
         let cache_bytes = config.cache_bytes;
+        let started = std::time::Instant::now();
         // Reading the whole file is blocking work; keep it off the executor.
         let (disk, state) = tokio::task::spawn_blocking(move || -> Result<(Disk, State)> {
-            let started = std::time::Instant::now();
             let (disk, snapshot) = Disk::open(&dir, cache_bytes)?;
             let read = started.elapsed();
             let mut state = State::restore(snapshot)?;
             state.disk = Some(disk.snapshot()?);
             tracing::debug!(
                 read_ms = read.as_millis() as u64,
-                total_ms = started.elapsed().as_millis() as u64,
-                "embedded store loaded"
+                "embedded store: file read, index built"
             );
             Ok((disk, state))
         })
@@ -142,6 +141,7 @@ impl EmbeddedStore {
             hot_keys = state.hot_keys(),
             history = state.history.len(),
             leases = state.leases.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "embedded store opened"
         );
         let shared = Arc::new(Shared {
