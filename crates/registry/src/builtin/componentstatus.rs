@@ -35,12 +35,24 @@ fn component(name: &str, healthy: bool) -> Value {
 impl Registry {
     /// `GET componentstatuses`.
     pub async fn component_statuses(&self) -> Value {
-        let healthy = self.ready().await;
+        // Every list carries a resourceVersion: the storage revision read
+        // here doubles as the health probe.
+        let revision = match self.stores().first() {
+            Some(s) => s.context().store.current_revision().await.ok(),
+            None => None,
+        };
+        let metadata = match revision {
+            Some(r) => json!({"resourceVersion": r.to_string()}),
+            None => json!({}),
+        };
         json!({
             "kind": "ComponentStatusList",
             "apiVersion": "v1",
-            "metadata": {},
-            "items": COMPONENTS.iter().map(|c| component(c, healthy)).collect::<Vec<_>>(),
+            "metadata": metadata,
+            "items": COMPONENTS
+                .iter()
+                .map(|c| component(c, revision.is_some()))
+                .collect::<Vec<_>>(),
         })
     }
 
