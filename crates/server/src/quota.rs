@@ -289,3 +289,130 @@ impl ObjectQuota {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use registry::RegistryConfig;
+    use registry::options::{DeleteOptions, WriteOptions};
+    use serde_json::json;
+
+    use super::*;
+
+    fn limits(quota: u64) -> Arc<LimitsSection> {
+        Arc::new(LimitsSection {
+            default_object_quota: quota,
+            ..LimitsSection::default()
+        })
+    }
+
+    fn role(name: &str) -> registry::resource::Object {
+        match json!({"metadata": {"name": name}, "rules": []}) {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!("a JSON object literal"),
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_at_the_limit_and_recounts_a_stale_counter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = storage::open(&storage::StorageConfig::Embedded(
+            storage::EmbeddedConfig::new(dir.path()),
+        ))
+        .await
+        .expect("store");
+        let registry = Registry::open(
+            store.clone(),
+            RegistryConfig {
+                key_root: "/q".into(),
+                advertise_address: "127.0.0.1:1".into(),
+            },
+        )
+        .await
+        .expect("registry");
+        let rs = registry
+            .resource("rbac.authorization.k8s.io", "v1", "clusterroles")
+            .expect("clusterroles")
+            .clone();
+        let (root, cluster) = (WorkspacePath::root(), ClusterId::root());
+
+        // What the workspace holds already (bootstrap objects).
+        let probe = ObjectQuota::new(store.clone(), limits(1_000_000), None);
+        drop(probe.reserve(&registry, &rs, &root, &cluster, "x").await);
+        let baseline = probe
+            .counters
+            .get(&cluster)
+            .expect("a counter")
+            .used
+            .load(Ordering::Acquire);
+
+        let limit = u64::try_from(baseline).expect("count") + 2;
+        let quota = ObjectQuota::new(store.clone(), limits(limit), None);
+        let opts = WriteOptions::default();
+        for name in ["a", "b"] {
+            let r = quota
+                .reserve(&registry, &rs, &root, &cluster, name)
+                .await
+                .expect("room left");
+            registry
+                .create(&rs, &cluster, None, role(name), &opts)
+                .await
+                .expect("create");
+            r.created();
+        }
+        let err = quota
+            .reserve(&registry, &rs, &root, &cluster, "c")
+            .await
+            .err()
+            .expect("full");
+        assert_eq!(err.code(), 403);
+        assert!(
+            err.message.ends_with(&format!(
+                "exceeded quota: objects in workspace root: limit {limit}, used {limit}"
+            )),
+            "{}",
+            err.message
+        );
+        assert_eq!(quota.tracked(), 1);
+
+        // A delete the counter never heard of (another replica, garbage
+        // collection): the exact recount before refusing finds the room.
+        registry
+            .delete(&rs, &cluster, None, "a", &DeleteOptions::default())
+            .await
+            .expect("delete");
+        let r = quota
+            .reserve(&registry, &rs, &root, &cluster, "c")
+            .await
+            .expect("recounted: room again");
+        // A reservation not turned into an object gives its place back.
+        drop(r);
+        let r = quota
+            .reserve(&registry, &rs, &root, &cluster, "c")
+            .await
+            .expect("still room");
+        registry
+            .create(&rs, &cluster, None, role("c"), &opts)
+            .await
+            .expect("create");
+        r.created();
+        assert!(
+            quota
+                .reserve(&registry, &rs, &root, &cluster, "d")
+                .await
+                .is_err()
+        );
+        // Told about a delete, it admits without a recount.
+        quota.deleted(&cluster, 1);
+        assert!(
+            quota
+                .reserve(&registry, &rs, &root, &cluster, "d")
+                .await
+                .is_ok()
+        );
+
+        // Unlimited workspaces get no counter at all.
+        let off = ObjectQuota::new(store, limits(0), None);
+        drop(off.reserve(&registry, &rs, &root, &cluster, "e").await);
+        assert_eq!(off.tracked(), 0);
+    }
+}

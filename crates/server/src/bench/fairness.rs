@@ -4,10 +4,12 @@
 //! The quiet workspace sends GETs of one ConfigMap at a fixed rate (open
 //! loop, 50/s by default), measured from the planned send time so a stalled
 //! server cannot hide its own delay. The noisy workspace runs many closed-
-//! loop connections of LISTs (100 ConfigMaps each: heavy for the server,
-//! cheap for this client), far more than the fair-admission limits admit;
-//! a 429 is retried after 10 ms (the minimum backoff of a retrying client;
-//! `Retry-After` is ignored on purpose, to keep the pressure on).
+//! loop connections of LISTs with a label selector that matches none of
+//! its [`NOISY_OBJECTS`] ConfigMaps (every object is examined: heavy for
+//! the server, a tiny answer for this client), far more than the
+//! fair-admission limits admit; a 429 is retried after [`NOISY_BACKOFF`]
+//! (a retrying client's backoff; `Retry-After`'s full second is ignored on
+//! purpose, to keep the pressure on).
 //!
 //! Phases on one spawned server (embedded store) with fair admission on:
 //! quiet alone, quiet with the noisy one, and the same again (memory must
@@ -29,6 +31,11 @@ use super::client::{Conn, Endpoint, Pool, Req};
 use super::histogram::Latencies;
 use super::process::{free_port, rss_bytes};
 
+/// ConfigMaps in the noisy workspace, all examined by each noisy LIST.
+const NOISY_OBJECTS: usize = 1000;
+/// How long a noisy connection waits after a 429 (or an error).
+const NOISY_BACKOFF: Duration = Duration::from_millis(50);
+
 /// What the fairness benchmark is run with.
 #[derive(Clone, Debug)]
 pub struct FairnessArgs {
@@ -46,11 +53,11 @@ pub struct FairnessArgs {
 /// machine (a few requests per core in flight), so that admission rather
 /// than the CPU run queue is where a burst waits.
 fn fairness_config(enabled: bool, cores: usize) -> String {
-    let max = (4 * cores).max(4);
+    let max = (2 * cores).max(2);
     format!(
         "[limits.fairness]\nenabled = {enabled}\nmax_in_flight = {max}\nworkspace_max_in_flight = {}\nqueue_length = {}\n",
         max / 2,
-        2 * max
+        4 * max
     )
 }
 
@@ -161,7 +168,7 @@ async fn set_up(pool: &Pool, noisy: &str, quiet: &str) -> anyhow::Result<()> {
         })
         .to_string()
     };
-    for i in 0..100 {
+    for i in 0..NOISY_OBJECTS {
         expect(
             pool,
             Req::with_body(
@@ -212,7 +219,7 @@ async fn phase(
     let mut noisy_tasks = Vec::new();
     if let Some(ws) = noisy {
         let req = Req::get(format!(
-            "/clusters/{ws}/api/v1/namespaces/default/configmaps"
+            "/clusters/{ws}/api/v1/namespaces/default/configmaps?labelSelector=app%3Dnone"
         ));
         for _ in 0..args.noisy_connections {
             let (stop, measuring, counters, req) = (
@@ -238,44 +245,32 @@ async fn phase(
                         counters[slot].fetch_add(1, Ordering::Relaxed);
                     }
                     if slot != 0 {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tokio::time::sleep(NOISY_BACKOFF).await;
                     }
                 }
             }));
         }
     }
 
-    // The quiet workspace: open loop at a fixed rate, on a few connections.
-    let pool = Arc::new(Pool::new(endpoint, 8));
-    let probe = Req::get(format!(
-        "/clusters/{quiet}/api/v1/namespaces/default/configmaps/probe"
-    ));
-    let interval = Duration::from_secs_f64(1.0 / args.quiet_rate.max(1) as f64);
-    let started = Instant::now();
-    let measure_from = started + args.warmup;
-    let end = measure_from + args.duration;
-    let mut sends = Vec::new();
-    let mut next = started;
-    while next < end {
-        tokio::time::sleep_until(next.into()).await;
-        if next >= measure_from && !measuring.load(Ordering::Relaxed) {
-            measuring.store(true, Ordering::Relaxed);
-        }
-        let (pool, probe, planned) = (pool.clone(), probe.clone(), next);
-        let measured = next >= measure_from;
-        sends.push(tokio::spawn(async move {
-            let r = pool.send(&probe).await;
-            let ok = matches!(&r, Ok(r) if r.status == StatusCode::OK);
-            (measured, ok, planned.elapsed())
-        }));
-        next += interval;
-    }
+    // The quiet workspace, on its own thread and runtime so that its sends
+    // never queue behind the noisy client's tasks in this process.
+    let quiet_run = QuietRun {
+        endpoint: endpoint.clone(),
+        path: format!("/clusters/{quiet}/api/v1/namespaces/default/configmaps/probe"),
+        rate: args.quiet_rate,
+        warmup: args.warmup,
+        duration: args.duration,
+        measuring: measuring.clone(),
+    };
+    let samples = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(rt.block_on(quiet_run.run()))
+    })
+    .await??;
     let mut out = Phase::default();
-    for s in sends {
-        let (measured, ok, latency) = s.await?;
-        if !measured {
-            continue;
-        }
+    for (ok, latency) in samples {
         if ok {
             out.quiet.record(latency);
         } else {
@@ -292,6 +287,53 @@ async fn phase(
     out.noisy_429 = counters[1].load(Ordering::Relaxed);
     out.noisy_errors = counters[2].load(Ordering::Relaxed);
     Ok(out)
+}
+
+/// The quiet workspace's open loop: GETs at a fixed rate, on a few
+/// connections, each timed from its planned send time.
+struct QuietRun {
+    endpoint: Endpoint,
+    path: String,
+    rate: u64,
+    warmup: Duration,
+    duration: Duration,
+    /// Set when the measured window starts (the noisy side counts from then).
+    measuring: Arc<AtomicBool>,
+}
+
+impl QuietRun {
+    /// `(ok, latency)` of every GET sent in the measured window.
+    async fn run(self) -> Vec<(bool, Duration)> {
+        let pool = Arc::new(Pool::new(&self.endpoint, 8));
+        let probe = Req::get(self.path.clone());
+        let interval = Duration::from_secs_f64(1.0 / self.rate.max(1) as f64);
+        let started = Instant::now();
+        let measure_from = started + self.warmup;
+        let end = measure_from + self.duration;
+        let mut sends = Vec::new();
+        let mut next = started;
+        while next < end {
+            tokio::time::sleep_until(next.into()).await;
+            let measured = next >= measure_from;
+            if measured {
+                self.measuring.store(true, Ordering::Relaxed);
+            }
+            let (pool, probe, planned) = (pool.clone(), probe.clone(), next);
+            sends.push(tokio::spawn(async move {
+                let r = pool.send(&probe).await;
+                let ok = matches!(&r, Ok(r) if r.status == StatusCode::OK);
+                (measured, ok, planned.elapsed())
+            }));
+            next += interval;
+        }
+        let mut out = Vec::with_capacity(sends.len());
+        for s in sends {
+            if let Ok((true, ok, latency)) = s.await {
+                out.push((ok, latency));
+            }
+        }
+        out
+    }
 }
 
 fn ms(d: Option<Duration>) -> String {
@@ -314,9 +356,11 @@ pub async fn run(exe: &Path, run_id: &str, args: &FairnessArgs) -> anyhow::Resul
     let noisy = format!("noisy-{run_id}");
     let quiet = format!("quiet-{run_id}");
     println!(
-        "fairness: quiet {} GET/s, noisy {} connections of LIST (100 objects), {}s per phase after {}s warm-up",
+        "fairness: quiet {} GET/s, noisy {} connections of LIST ({} objects, none selected; {:?} after a 429), {}s per phase after {}s warm-up",
         args.quiet_rate,
         args.noisy_connections,
+        NOISY_OBJECTS,
+        NOISY_BACKOFF,
         args.duration.as_secs_f64(),
         args.warmup.as_secs_f64()
     );
