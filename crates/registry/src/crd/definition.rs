@@ -95,7 +95,7 @@ pub struct VersionDef {
 pub struct Definition {
     pub group: String,
     pub scope: Scope,
-    pub names: Names,
+    pub names: Arc<Names>,
     pub versions: Vec<VersionDef>,
 }
 
@@ -179,7 +179,7 @@ impl Definition {
             Ok(Definition {
                 group,
                 scope,
-                names,
+                names: Arc::new(names),
                 versions,
             })
         } else {

@@ -12,7 +12,7 @@
 //! map of names to shared entries; one without CRDs holds nothing and
 //! serves the built-in set.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,8 @@ struct Entry {
     def: Arc<Definition>,
     /// Content identity: spec, accepted names, served.
     hash: Hash,
-    accepted: Names,
+    /// Shared with the definition when equal to its spec names (the usual case).
+    accepted: Arc<Names>,
     /// Established with accepted names: its versions are served.
     served: bool,
     terminating: bool,
@@ -60,8 +61,47 @@ struct Entry {
 
 #[derive(Default)]
 struct Workspace {
-    crds: BTreeMap<String, Entry>,
+    crds: CrdMap,
     bundle: Option<Arc<ApiBundle>>,
+}
+
+/// A workspace's CRDs by name: a sorted vector, as most workspaces have a
+/// handful (a map node would cost more than the entries).
+#[derive(Clone, Default)]
+struct CrdMap(Vec<(String, Entry)>);
+
+impl CrdMap {
+    fn get(&self, name: &str) -> Option<&Entry> {
+        self.0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    fn insert(&mut self, name: String, e: Entry) {
+        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
+            Ok(i) => self.0[i].1 = e,
+            Err(i) => self.0.insert(i, (name, e)),
+        }
+        self.0.shrink_to_fit();
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| n != name);
+        self.0.shrink_to_fit();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.0.iter().map(|(n, e)| (n, e))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.0.iter().map(|(_, e)| e)
+    }
 }
 
 #[derive(Default)]
@@ -242,7 +282,7 @@ impl CrdIndex {
             }
         }
         if let Some(w) = self.workspaces.read().get(cluster) {
-            for (other, e) in &w.crds {
+            for (other, e) in w.crds.iter() {
                 if other == name || e.def.group != group || !e.served {
                     continue;
                 }
@@ -323,6 +363,11 @@ impl CrdIndex {
             return false;
         };
         let accepted = Names::from_value(obj.get("status").and_then(|s| s.get("acceptedNames")));
+        let accepted = if accepted == *def.names {
+            def.names.clone()
+        } else {
+            Arc::new(accepted)
+        };
         let served = condition_true(obj, "Established")
             && condition_true(obj, "NamesAccepted")
             && !accepted.plural.is_empty()
@@ -349,7 +394,7 @@ impl CrdIndex {
                     }
                     ws.crds.clone()
                 }
-                None => BTreeMap::new(),
+                None => CrdMap::default(),
             }
         };
         crds.insert(name, entry);
@@ -391,7 +436,7 @@ impl CrdIndex {
     }
 
     /// Sets a workspace's CRDs and its (shared) bundle. Called under `update`.
-    fn install(&self, cluster: &ClusterId, crds: BTreeMap<String, Entry>) {
+    fn install(&self, cluster: &ClusterId, crds: CrdMap) {
         if crds.is_empty() {
             self.workspaces.write().remove(cluster);
             return;
@@ -403,7 +448,7 @@ impl CrdIndex {
     }
 
     /// The shared bundle of a set of CRDs; `None` when none is served.
-    fn bundle_for(&self, crds: &BTreeMap<String, Entry>) -> Option<Arc<ApiBundle>> {
+    fn bundle_for(&self, crds: &CrdMap) -> Option<Arc<ApiBundle>> {
         let served: Vec<(&String, &Entry)> = crds.iter().filter(|(_, e)| e.served).collect();
         if served.is_empty() {
             return None;
