@@ -428,12 +428,14 @@ enum Kind {
     ValidatingWebhookConfiguration,
     CertificateSigningRequest,
     ApiService,
+    ComponentStatus,
 }
 
 fn builtin_kind(gvk: &GroupVersionKind) -> Option<Kind> {
     use Kind::*;
     Some(match (gvk.group.as_str(), gvk.kind.as_str()) {
         ("", "ConfigMap") => ConfigMap,
+        ("", "ComponentStatus") => ComponentStatus,
         ("", "Secret") => Secret,
         ("", "Namespace") => Namespace,
         ("", "Pod") => Pod,
@@ -848,6 +850,12 @@ fn builtin_columns(kind: Kind) -> Vec<Value> {
             v.extend(workload_wide(true));
             v
         }
+        ComponentStatus => vec![
+            name_col(),
+            s("Status", "Status of the component conditions"),
+            s("Message", "Message of the component conditions"),
+            s("Error", "Error of the component conditions"),
+        ],
         Lease => vec![
             name_col(),
             s(
@@ -1399,6 +1407,32 @@ impl Ctx {
                         o,
                         "/spec/jobTemplate/spec/selector",
                     ))),
+                ]
+            }
+            ComponentStatus => {
+                let healthy = o
+                    .get("conditions")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c.get("type").and_then(Value::as_str) == Some("Healthy"));
+                let field = |k: &str| {
+                    healthy
+                        .and_then(|c| c.get(k))
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let status = match field("status").as_str() {
+                    "True" => "Healthy",
+                    "False" => "Unhealthy",
+                    _ => "Unknown",
+                };
+                vec![
+                    name,
+                    s(status.into()),
+                    s(field("message")),
+                    s(field("error")),
                 ]
             }
             Lease => vec![
@@ -2777,6 +2811,14 @@ mod tests {
             json!({"metadata": meta("l"), "spec": {"holderIdentity":"me"}}),
             &["Name", "Holder", "Age"],
             json!(["l", "me", "5m"]),
+        );
+        check(
+            "",
+            "ComponentStatus",
+            json!({"metadata": {"name": "etcd-0"},
+                   "conditions": [{"type": "Healthy", "status": "True", "message": "ok"}]}),
+            &["Name", "Status", "Message", "Error"],
+            json!(["etcd-0", "Healthy", "ok", ""]),
         );
     }
 
