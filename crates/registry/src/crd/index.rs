@@ -589,6 +589,7 @@ impl CrdIndex {
         let mut req = RangeRequest::prefix(self.prefix.as_bytes().to_vec()).limit(LOAD_PAGE);
         let mut revision = None;
         let mut terminating = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         loop {
             if let Some(r) = revision {
                 req = req.at_revision(r);
@@ -598,6 +599,7 @@ impl CrdIndex {
             for kv in &resp.kvs {
                 if let Some((cluster, obj)) = self.decode(kv) {
                     stats.crds += 1;
+                    seen.insert((cluster.clone(), metadata::name(&obj).to_owned()));
                     if self.observe(&cluster, &obj) {
                         terminating.push((cluster, metadata::name(&obj).to_owned()));
                     }
@@ -611,7 +613,33 @@ impl CrdIndex {
         for (cluster, name) in terminating {
             self.clone().spawn_cleanup(cluster, name);
         }
-        stats.revision = revision.unwrap_or(0);
+        // A reload after a lost watch: CRDs deleted meanwhile go, and their
+        // objects are swept as the watch would have done.
+        let revision = revision.unwrap_or(0);
+        let gone: Vec<(ClusterId, String, String, String)> = self
+            .workspaces
+            .read()
+            .iter()
+            .flat_map(|(c, w)| {
+                w.crds
+                    .iter()
+                    .filter(|(n, e)| {
+                        e.revision <= revision && !seen.contains(&(c.clone(), (*n).clone()))
+                    })
+                    .map(|(n, e)| {
+                        // Objects live under the spec's plural (`<plural>.<group>`).
+                        let plural = n.split_once('.').map_or("", |(p, _)| p);
+                        (c.clone(), n.clone(), e.def.group.clone(), plural.to_owned())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (cluster, name, group, plural) in gone {
+            if self.forget(&cluster, &name, revision) {
+                self.sweep(store, &cluster, &group, &plural, &name).await;
+            }
+        }
+        stats.revision = revision;
         stats.elapsed = started.elapsed();
         Ok(stats)
     }
@@ -666,6 +694,23 @@ impl CrdIndex {
         });
     }
 
+    /// Removes a deleted CRD's objects in `cluster`: a CRD deleted through
+    /// the API has none left; one removed by a workspace deletion leaves them.
+    async fn sweep(
+        &self,
+        store: &dyn Store,
+        cluster: &ClusterId,
+        group: &str,
+        plural: &str,
+        crd: &str,
+    ) {
+        let p = self.root.resource_prefix(group, plural);
+        let (start, end) = p.cluster_range(cluster);
+        if let Err(e) = store.delete_range(&start, &end).await {
+            tracing::warn!(error = %e, crd, "sweeping the objects of a deleted CRD");
+        }
+    }
+
     async fn apply_event(
         self: Arc<Self>,
         kind: EventKind,
@@ -695,13 +740,7 @@ impl CrdIndex {
                 if self.forget(&cluster, &name, rev)
                     && let Some((group, plural)) = prev
                 {
-                    // A CRD deleted through the API has no objects left; one
-                    // removed by a workspace deletion leaves them: sweep.
-                    let p = self.root.resource_prefix(&group, &plural);
-                    let (start, end) = p.cluster_range(&cluster);
-                    if let Err(e) = store.delete_range(&start, &end).await {
-                        tracing::warn!(error = %e, crd = name, "sweeping the objects of a deleted CRD");
-                    }
+                    self.sweep(store, &cluster, &group, &plural, &name).await;
                 }
             }
         }
