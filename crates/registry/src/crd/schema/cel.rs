@@ -214,8 +214,75 @@ fn entries(
         .unwrap_or(0)
 }
 
+/// Longest rule or messageExpression accepted.
+const MAX_EXPRESSION_LEN: usize = 4096;
+/// Deepest expression tree accepted. The interpreter recurses per level, so
+/// this bounds the stack a rule can take when it runs.
+const MAX_AST_DEPTH: usize = 64;
+/// Stack for parsing: the generated parser recurses with large frames, so a
+/// deeply nested rule would overflow a worker thread's stack.
+const PARSE_STACK: usize = 32 << 20;
+/// Rules run with at least this much stack left...
+pub(crate) const EVAL_RED_ZONE: usize = 4 << 20;
+/// ...else on a fresh stack of this size.
+pub(crate) const EVAL_STACK: usize = 16 << 20;
+
+fn ast_depth(e: &IdedExpr) -> usize {
+    let sub = match &e.expr {
+        Expr::Call(c) => c
+            .target
+            .iter()
+            .map(|t| ast_depth(t))
+            .chain(c.args.iter().map(ast_depth))
+            .max()
+            .unwrap_or(0),
+        Expr::Comprehension(c) => [
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ]
+        .into_iter()
+        .map(ast_depth)
+        .max()
+        .unwrap_or(0),
+        Expr::List(l) => l.elements.iter().map(ast_depth).max().unwrap_or(0),
+        Expr::Map(m) => entries_depth(&m.entries),
+        Expr::Struct(st) => entries_depth(&st.entries),
+        Expr::Select(sel) => ast_depth(&sel.operand),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 0,
+    };
+    sub + 1
+}
+
+fn entries_depth(es: &[kube_cel::cel::common::ast::IdedEntryExpr]) -> usize {
+    es.iter()
+        .map(|e| match &e.expr {
+            EntryExpr::MapEntry(m) => ast_depth(&m.key).max(ast_depth(&m.value)),
+            EntryExpr::StructField(f) => ast_depth(&f.value),
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 fn compile_program(src: &str) -> Result<(Program, u32), String> {
+    if src.len() > MAX_EXPRESSION_LEN {
+        return Err(format!(
+            "expression is longer than {MAX_EXPRESSION_LEN} bytes"
+        ));
+    }
+    // Parsed, checked and (if rejected) dropped on a stack of known size.
+    stacker::grow(PARSE_STACK, || check_program(src))
+}
+
+fn check_program(src: &str) -> Result<(Program, u32), String> {
     let program = Program::compile(src).map_err(|e| e.to_string())?;
+    if ast_depth(program.expression()) > MAX_AST_DEPTH {
+        return Err(format!(
+            "expression nests deeper than {MAX_AST_DEPTH} levels"
+        ));
+    }
     let mut unbound = Vec::new();
     let depth = analyse(program.expression(), &mut Vec::new(), &mut unbound);
     if let Some(name) = unbound.first() {
@@ -651,7 +718,8 @@ pub(crate) fn to_cel(node: Option<&Node>, v: &Value) -> cel::Value {
                 Some(Format::Duration) => {
                     if let Some(secs) = parse_duration_secs(s)
                         && let Ok(d) = chrono::Duration::from_std(
-                            std::time::Duration::from_secs_f64(secs.abs()),
+                            std::time::Duration::try_from_secs_f64(secs.abs())
+                                .unwrap_or(std::time::Duration::MAX),
                         )
                     {
                         return cel::Value::Duration(if secs < 0.0 { -d } else { d });
@@ -876,6 +944,55 @@ mod tests {
             }
         }
         assert!(failed.is_empty(), "{failed:#?}");
+    }
+
+    // Hostile shapes parse (or are refused) and run on a 2 MiB stack (a
+    // tokio worker's), in a debug build where frames are largest.
+    #[test]
+    fn hostile_expressions_keep_the_stack_safe() {
+        let cases = [
+            format!("{}1 == 1", "1 + ".repeat(1000)),
+            format!("{}true", "!".repeat(4000)),
+            format!("{}self{} > 0", "size(".repeat(500), ")".repeat(500)),
+            format!("{}1{} == [1]", "[".repeat(30), "]".repeat(30)),
+            format!("{}1{} == 1", "(".repeat(1000), ")".repeat(1000)),
+            format!("self{} == 1", ".a".repeat(2000)),
+            format!("{}1 > 0", "-".repeat(60)),
+            format!("{}true", "true && ".repeat(60)),
+            format!(
+                "self.all(a, {}true{})",
+                "self.all(b, ".repeat(20),
+                ")".repeat(20)
+            ),
+        ];
+        for src in cases {
+            let head = src[..30].to_string();
+            let done = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    let schema = json!({"type": "object", "x-kubernetes-validations": [{"rule": src}],
+                                        "properties": {"a": {"type": "integer"}}});
+                    match super::super::CompiledSchema::compile(&schema) {
+                        Ok(s) => {
+                            let obj = match json!({"a": 1}) {
+                                Value::Object(m) => m,
+                                _ => Map::new(),
+                            };
+                            s.validate(&obj, None).len()
+                        }
+                        Err(e) => e.len(),
+                    }
+                })
+                .map(|h| h.join().is_ok());
+            assert_eq!(done.ok(), Some(true), "{head}");
+        }
+        assert!(compile_program(&"1".repeat(MAX_EXPRESSION_LEN + 1)).is_err());
+        let err =
+            compile_program(&format!("{}self{} > 0", "size(".repeat(70), ")".repeat(70))).err();
+        assert_eq!(
+            err.as_deref(),
+            Some("expression nests deeper than 64 levels")
+        );
     }
 
     #[test]

@@ -134,8 +134,13 @@ impl CompiledSchema {
             }
             return errs;
         }
-        let mut ev = cel::Evaluation::new(&mut errs);
-        cel::evaluate_root(&self.root, obj, old, &mut ev);
+        if self.root.has_rules {
+            // The interpreter recurses; give it a stack of known size.
+            stacker::maybe_grow(cel::EVAL_RED_ZONE, cel::EVAL_STACK, || {
+                let mut ev = cel::Evaluation::new(&mut errs);
+                cel::evaluate_root(&self.root, obj, old, &mut ev);
+            });
+        }
         errs
     }
 
