@@ -10,7 +10,8 @@
 //! `create` prints RSS before and after the creates and once the history
 //! window is compacted away, and the file size; `open` the open time, the
 //! RSS it added, and the time of a full paged scan of the values (what the
-//! workspace index load reads at start-up).
+//! workspace index load reads at start-up), then point gets/s of random
+//! keys (all cold after an open: values read through redb's cache).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -169,5 +170,48 @@ async fn open(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     );
     let (seen, took) = scan(&store).await?;
     println!("second scan of {seen}: {:.2} s", took.as_secs_f64());
+    let store: Arc<dyn Store> = Arc::new(store);
+    for readers in [1usize, 4] {
+        let rate = cold_gets(&store, seen, readers).await?;
+        println!("point gets of random (cold) keys, {readers} readers: {rate:.0}/s");
+    }
     Ok(())
+}
+
+/// Gets/s of random keys for 2 s; after an open every key is cold, so
+/// each get reads its value through redb's cache.
+async fn cold_gets(
+    store: &Arc<dyn Store>,
+    n: usize,
+    readers: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    if n == 0 {
+        return Ok(0.0);
+    }
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut tasks = Vec::new();
+    for r in 0..readers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            // A cheap, seeded pseudo-random walk over the key space.
+            let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ r as u64;
+            let mut done = 0u64;
+            while Instant::now() < until {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = format!("{PREFIX}w-{:07}", x % n as u64);
+                if store.get(key.as_bytes(), None).await?.kv.is_none() {
+                    return Err(storage::Error::Corrupted(format!("{key} missing")));
+                }
+                done += 1;
+            }
+            Ok(done)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total as f64 / 2.0)
 }
