@@ -47,11 +47,12 @@ async fn check_all(store: &EmbeddedStore, want: &BTreeMap<String, Bytes>, what: 
         loop {
             let resp = store.range(req.clone()).await.expect("range");
             assert_eq!(resp.count as usize, want.len() - got.len(), "{what}: count");
-            got.extend(
-                resp.kvs
-                    .iter()
-                    .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.value.clone())),
-            );
+            got.extend(resp.kvs.iter().map(|kv| {
+                (
+                    String::from_utf8_lossy(&kv.key).into_owned(),
+                    kv.value.clone(),
+                )
+            }));
             match resp.kvs.last() {
                 Some(last) if resp.more => {
                     req = req.at_revision(resp.revision).starting_after(&last.key)
@@ -66,14 +67,19 @@ async fn check_all(store: &EmbeddedStore, want: &BTreeMap<String, Bytes>, what: 
     keys_only.keys_only = true;
     let resp = store.range(keys_only).await.expect("keys only");
     assert_eq!(resp.kvs.len(), want.len());
-    assert!(resp.kvs.iter().all(|kv| kv.value.is_empty()), "{what}: keys only");
+    assert!(
+        resp.kvs.iter().all(|kv| kv.value.is_empty()),
+        "{what}: keys only"
+    );
 }
 
 #[tokio::test]
 async fn cold_values_read_and_write_like_hot_ones_across_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut want = BTreeMap::new();
-    let store = EmbeddedStore::open(&config(dir.path())).await.expect("open");
+    let store = EmbeddedStore::open(&config(dir.path()))
+        .await
+        .expect("open");
     for i in 0..N {
         store
             .create(key(i).as_bytes(), value(i, 0), None)
@@ -83,7 +89,12 @@ async fn cold_values_read_and_write_like_hot_ones_across_restarts() {
     }
     // A second version of every third key, so some keys carry history.
     for i in (0..N).step_by(3) {
-        let cur = store.get(key(i).as_bytes(), None).await.expect("get").kv.expect("kv");
+        let cur = store
+            .get(key(i).as_bytes(), None)
+            .await
+            .expect("get")
+            .kv
+            .expect("kv");
         store
             .update(key(i).as_bytes(), value(i, 1), cur.mod_revision, None)
             .await
@@ -107,8 +118,16 @@ async fn cold_values_read_and_write_like_hot_ones_across_restarts() {
         Err(Error::AlreadyExists { current }) => assert_eq!(current.value, want[&key(1)]),
         other => panic!("create over a cold key: {other:?}"),
     }
-    let cur = store.get(key(2).as_bytes(), None).await.expect("get").kv.expect("kv");
-    match store.update(key(2).as_bytes(), value(2, 9), cur.mod_revision - 1, None).await {
+    let cur = store
+        .get(key(2).as_bytes(), None)
+        .await
+        .expect("get")
+        .kv
+        .expect("kv");
+    match store
+        .update(key(2).as_bytes(), value(2, 9), cur.mod_revision - 1, None)
+        .await
+    {
         Err(Error::Conflict { current }) => {
             assert_eq!(current.map(|c| c.value).as_ref(), Some(&want[&key(2)]))
         }
@@ -174,12 +193,20 @@ async fn cold_values_read_and_write_like_hot_ones_across_restarts() {
 
     // Reopened: the keys written since the compaction are hot again from
     // the log; the others are cold from the start.
-    let store = EmbeddedStore::open(&config(dir.path())).await.expect("reopen");
+    let store = EmbeddedStore::open(&config(dir.path()))
+        .await
+        .expect("reopen");
     let stats = store.memory_stats();
-    assert_eq!(stats.keys, N, "live keys plus the deleted ones with history");
+    assert_eq!(
+        stats.keys, N,
+        "live keys plus the deleted ones with history"
+    );
     // The 12 written after the compaction, and the key written at the
     // compaction point (its log entry is the first one kept).
-    assert_eq!(stats.hot_keys, 13, "only keys in the log are hot: {stats:?}");
+    assert_eq!(
+        stats.hot_keys, 13,
+        "only keys in the log are hot: {stats:?}"
+    );
     check_all(&store, &want, "after a restart").await;
     // Compaction keeps the entry at its revision: compact past the
     // writes, at one outside the checked prefix.
@@ -190,10 +217,16 @@ async fn cold_values_read_and_write_like_hot_ones_across_restarts() {
     let rev = store.current_revision().await.expect("rev");
     store.compact(rev).await.expect("compact");
     let stats = store.memory_stats();
-    assert_eq!((stats.keys, stats.hot_keys), (want.len() + 1, 1), "{stats:?}");
+    assert_eq!(
+        (stats.keys, stats.hot_keys),
+        (want.len() + 1, 1),
+        "{stats:?}"
+    );
     drop(store);
 
-    let store = EmbeddedStore::open(&config(dir.path())).await.expect("reopen");
+    let store = EmbeddedStore::open(&config(dir.path()))
+        .await
+        .expect("reopen");
     let stats = store.memory_stats();
     assert_eq!(stats.hot_keys, 1, "an open reads no cold values: {stats:?}");
     check_all(&store, &want, "after a second restart").await;
@@ -212,7 +245,9 @@ async fn cold_values_read_and_write_like_hot_ones_across_restarts() {
 #[tokio::test]
 async fn a_cold_leased_key_expires() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = EmbeddedStore::open(&config(dir.path())).await.expect("open");
+    let store = EmbeddedStore::open(&config(dir.path()))
+        .await
+        .expect("open");
     let lease = store
         .lease_grant(Duration::from_secs(1))
         .await
@@ -247,5 +282,12 @@ async fn a_cold_leased_key_expires() {
             other => panic!("expiry: {other:?}"),
         }
     }
-    assert!(store.get(b"/lease/k", None).await.expect("get").kv.is_none());
+    assert!(
+        store
+            .get(b"/lease/k", None)
+            .await
+            .expect("get")
+            .kv
+            .is_none()
+    );
 }
