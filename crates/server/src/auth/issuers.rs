@@ -77,6 +77,13 @@ fn default_jwks_refresh() -> Duration {
 /// The largest JWKS document accepted.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tokens with a `kid` the JWKS does not have make the refresher fetch
+/// early (the issuer rotated), at most once per this interval.
+pub const MIN_REFETCH: Duration = if cfg!(test) {
+    Duration::from_millis(200)
+} else {
+    Duration::from_secs(10)
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
@@ -117,6 +124,8 @@ pub struct ExternalIssuer {
     static_keys: Vec<IssuerKey>,
     /// What verification uses: the static keys plus the last fetched JWKS.
     keys: RwLock<Arc<Vec<IssuerKey>>>,
+    /// Woken by a token whose `kid` is unknown.
+    unknown_kid: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for ExternalIssuer {
@@ -182,6 +191,7 @@ impl ExternalIssuer {
             config,
             keys: RwLock::new(Arc::new(keys.clone())),
             static_keys: keys,
+            unknown_kid: tokio::sync::Notify::new(),
         })
     }
 
@@ -199,6 +209,11 @@ impl ExternalIssuer {
 
     pub fn jwks_refresh(&self) -> Duration {
         self.config.jwks_refresh
+    }
+
+    /// Resolves when a token with an unknown `kid` was seen since the last call.
+    pub async fn unknown_kid_seen(&self) {
+        self.unknown_kid.notified().await;
     }
 
     /// Fetches the JWKS from `jwks_url` and replaces the fetched keys;
@@ -390,6 +405,15 @@ impl ExternalIssuer {
                     break;
                 }
             }
+        }
+        if claims.is_none()
+            && self.config.jwks_url.is_some()
+            && header
+                .kid
+                .as_ref()
+                .is_some_and(|kid| !keys.iter().any(|k| k.kid.as_ref() == Some(kid)))
+        {
+            self.unknown_kid.notify_one();
         }
         let claims = claims.ok_or(last)?;
         self.user_from_claims(&claims)

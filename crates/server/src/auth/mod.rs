@@ -88,8 +88,9 @@ impl Authenticator {
     }
 
     /// Starts fetching the JWKS of every issuer with a `jwks_url`: now,
-    /// then every `jwks_refresh` (every 30 s while fetches fail). Needs a
-    /// tokio runtime; the tasks end with the process.
+    /// then every `jwks_refresh` (every 30 s while fetches fail), and early
+    /// (at most every [`issuers::MIN_REFETCH`]) when a token names a key id
+    /// the JWKS lacks. Needs a tokio runtime; the tasks end with the process.
     pub fn spawn_jwks_refresh(&self) {
         for issuer in self.external.iter().filter(|i| i.jwks_url().is_some()) {
             let issuer = issuer.clone();
@@ -107,7 +108,14 @@ impl Authenticator {
                                 .min(std::time::Duration::from_secs(30))
                         }
                     };
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = issuer.unknown_kid_seen() => {
+                            // Rate limit: a stream of bogus kids costs one
+                            // fetch per interval.
+                            tokio::time::sleep(issuers::MIN_REFETCH).await;
+                        }
+                    }
                 }
             });
         }

@@ -672,6 +672,36 @@ async fn jwks_fetched_over_https_and_refreshed() {
     assert!(issuer.verify(&t2).is_ok());
     assert_eq!(issuer.verify(&t1), Err(AuthError::Invalid));
 
+    // Through the authenticator's refresher: a token signed with a key the
+    // JWKS does not have yet makes it fetch early.
+    let k3 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let t3 = external_token(&k3.serialize_pem(), Some("k3"), claims.clone());
+    let auth = Authenticator::new(
+        service(dir.path()),
+        vec![ExternalIssuer::from_parts(cfg.clone(), &[], None).unwrap()],
+    );
+    auth.spawn_jwks_refresh();
+    let eventually = |t: &str| {
+        let header = bearer(t);
+        let auth = &auth;
+        async move {
+            for _ in 0..50 {
+                if auth.authenticate(Some(&header)).is_ok() {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    assert!(eventually(&t2).await, "first fetch");
+    *served.lock().unwrap() = jwks_of(&k3.public_key_pem(), "k3");
+    assert!(auth.authenticate(Some(&bearer(&t3))).is_err());
+    assert!(
+        eventually(&t3).await,
+        "refetched on the unknown kid, long before jwks_refresh"
+    );
+
     // A failed fetch keeps the keys in use.
     *served.lock().unwrap() = b"not json".to_vec();
     assert!(issuer.refresh().await.is_err());
