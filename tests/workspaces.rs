@@ -478,6 +478,11 @@ async fn wildcard_lists_and_watches_every_workspace() -> Result<()> {
                 .as_str()
                 .context("path annotation")?;
             assert!(item["metadata"]["annotations"]["tenancy.wsgate.io/cluster"].is_string());
+            assert_eq!(
+                item["metadata"]["annotations"]["kcp.io/cluster"].as_str(),
+                Some(path),
+                "kcp's annotation names the addressable path"
+            );
             seen.insert(
                 item["metadata"]["name"].as_str().unwrap_or("").to_owned(),
                 path.to_owned(),

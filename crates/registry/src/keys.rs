@@ -41,12 +41,18 @@ impl KeyRoot {
     /// served resource uses this prefix (the group is wsgate's own and has no
     /// `workspacedeletions` resource), so no request can read or write it.
     pub fn workspace_deletions(&self) -> DeletionPrefix {
-        DeletionPrefix(Bytes::from(format!(
-            "{}/tenancy.wsgate.io/workspacedeletions/",
-            self.0
-        )))
+        DeletionPrefix(Bytes::from(format!("{}/{DELETIONS}", self.0)))
+    }
+
+    /// Which replica sweeps a deletion: `<prefix><cluster-id>`, leased.
+    pub fn workspace_deletion_claims(&self) -> DeletionPrefix {
+        DeletionPrefix(Bytes::from(format!("{}/{DELETION_CLAIMS}", self.0)))
     }
 }
+
+const DELETIONS: &str = "tenancy.wsgate.io/workspacedeletions/";
+/// Beside the records, not inside their range.
+const DELETION_CLAIMS: &str = "tenancy.wsgate.io/workspacedeletionclaims/";
 
 /// Where workspace deletion records live: `<prefix><cluster-id>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +67,14 @@ impl DeletionPrefix {
         let mut k = self.0.to_vec();
         k.extend_from_slice(cluster.as_str().as_bytes());
         k
+    }
+
+    /// The deletion-claim prefix of the same root as these records.
+    pub fn claims(&self) -> DeletionPrefix {
+        let root = self.0.strip_suffix(DELETIONS.as_bytes()).unwrap_or(&self.0);
+        let mut p = root.to_vec();
+        p.extend_from_slice(DELETION_CLAIMS.as_bytes());
+        DeletionPrefix(Bytes::from(p))
     }
 
     /// The cluster id of a deletion record key.

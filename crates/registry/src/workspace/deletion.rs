@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use storage::{RangeRequest, Store};
 use tokio::sync::mpsc;
 
+use super::claim::{CLAIM_TTL, Claims};
 use super::record::{Phase, StoredWorkspace, rfc3339};
 use super::{CONTENT_FINALIZER, DEFAULT_SHARD, WorkspaceIndex};
 use crate::cluster::{ClusterId, WorkspacePath};
@@ -35,6 +36,8 @@ use crate::store::ResourceStore;
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// Delay before retrying a failed deletion step.
 const RETRY_DELAY: Duration = Duration::from_secs(2);
+/// Delay before looking again at a deletion another replica has claimed.
+const CLAIMED_RECHECK: Duration = Duration::from_secs(5);
 
 /// The persistent record of one logical cluster's deletion.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -76,6 +79,9 @@ pub enum DeletionError {
     },
     #[error("updating the Workspace object: {0}")]
     Object(String),
+    /// Another replica holds the sweep claim: looked at again later.
+    #[error("another replica is sweeping it")]
+    ClaimedElsewhere,
 }
 
 /// The deletion worker of one replica.
@@ -88,6 +94,8 @@ pub struct Deleter {
     records: DeletionPrefix,
     tx: mpsc::UnboundedSender<ClusterId>,
     queued: DashSet<ClusterId>,
+    /// So that only one replica sweeps a given workspace.
+    claims: Claims,
 }
 
 impl Deleter {
@@ -102,6 +110,7 @@ impl Deleter {
         prefixes.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         prefixes.dedup();
         let (tx, mut rx) = mpsc::unbounded_channel::<ClusterId>();
+        let (store_for_claims, records_for_claims) = (store.clone(), records.clone());
         let d = Arc::new(Deleter {
             store,
             prefixes,
@@ -110,6 +119,7 @@ impl Deleter {
             records,
             tx,
             queued: DashSet::new(),
+            claims: Claims::new(store_for_claims, records_for_claims.claims(), CLAIM_TTL),
         });
         let this = d.clone();
         tokio::spawn(async move {
@@ -117,6 +127,14 @@ impl Deleter {
                 match this.process(&id).await {
                     Ok(()) => {
                         this.queued.remove(&id);
+                    }
+                    Err(DeletionError::ClaimedElsewhere) => {
+                        tracing::debug!(cluster = %id, "workspace deletion claimed by another replica");
+                        let again = this.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(CLAIMED_RECHECK).await;
+                            let _ = again.tx.send(id);
+                        });
                     }
                     Err(e) => {
                         tracing::warn!(cluster = %id, error = %e, "workspace deletion step failed; retrying");
@@ -288,6 +306,19 @@ impl Deleter {
         id: &'a ClusterId,
     ) -> futures::future::BoxFuture<'a, Result<(), DeletionError>> {
         Box::pin(async move {
+            let Some((rec, _)) = self.read_record(id).await? else {
+                self.index.deletion_done(id);
+                return Ok(());
+            };
+            if rec.delete_completed_at.is_some() {
+                self.index.deletion_done(id);
+                return Ok(());
+            }
+            // Held until this function returns (released on drop).
+            let Some(_claim) = self.claims.try_claim(id).await? else {
+                return Err(DeletionError::ClaimedElsewhere);
+            };
+            // The holder before us may have finished meanwhile.
             let Some((mut rec, mut rev)) = self.read_record(id).await? else {
                 self.index.deletion_done(id);
                 return Ok(());

@@ -13,7 +13,7 @@ use serde_json::Value;
 use storage::{EventKind, KeyValue, RangeRequest, Store, WatchRequest, WatchResponse};
 
 use super::record::{Phase, StoredWorkspace, WorkspaceRecord, parse_time};
-use super::{CLUSTER_ANNOTATION, GROUP, PATH_ANNOTATION, PLURAL};
+use super::{CLUSTER_ANNOTATION, GROUP, KCP_CLUSTER_ANNOTATION, PATH_ANNOTATION, PLURAL};
 use crate::cluster::{ClusterId, WorkspacePath};
 use crate::keys::{KeyRoot, ResourcePrefix};
 use crate::resource::Object;
@@ -158,7 +158,8 @@ impl WorkspaceIndex {
         }
     }
 
-    /// Adds `tenancy.wsgate.io/path` and `tenancy.wsgate.io/cluster` to an
+    /// Adds `tenancy.wsgate.io/path`, `tenancy.wsgate.io/cluster` and
+    /// `kcp.io/cluster` (the path, see [`KCP_CLUSTER_ANNOTATION`]) to an
     /// object read by a wildcard request from the key segment `cluster`.
     /// `false` when the cluster is no longer a known workspace (its content
     /// is awaiting deletion): such objects are not returned.
@@ -176,6 +177,7 @@ impl WorkspaceIndex {
         if let Value::Object(a) = ann {
             a.insert(PATH_ANNOTATION.into(), rec.path.as_str().into());
             a.insert(CLUSTER_ANNOTATION.into(), rec.id.as_str().into());
+            a.insert(KCP_CLUSTER_ANNOTATION.into(), rec.path.as_str().into());
         }
         true
     }

@@ -21,6 +21,7 @@
 //!   still terminating: the old object is replaced, the new workspace gets a
 //!   new id, and the old content is swept under the old id.
 
+mod claim;
 pub mod deletion;
 mod index;
 mod record;
@@ -46,10 +47,15 @@ pub const PLURAL: &str = "workspaces";
 pub const DEFAULT_SHARD: &str = "default";
 
 /// Annotations on objects returned by wildcard (`/clusters/*`) lists and
-/// watches. kcp puts the logical cluster name in `kcp.io/cluster`; wsgate
-/// gives both the stable id (same role) and the path a client addresses.
+/// watches: the path a client addresses and the stable id.
 pub const PATH_ANNOTATION: &str = "tenancy.wsgate.io/path";
 pub const CLUSTER_ANNOTATION: &str = "tenancy.wsgate.io/cluster";
+/// kcp's logical-cluster annotation (`logicalcluster.AnnotationKey`), also
+/// set on wildcard results so kcp-aware tooling (multicluster providers
+/// that read `logicalcluster.From(obj)` and send the next request to
+/// `/clusters/<value>`) routes correctly. Its value is the workspace path:
+/// kcp accepts a name or a path after `/clusters/`, wsgate only a path.
+pub const KCP_CLUSTER_ANNOTATION: &str = "kcp.io/cluster";
 /// Keeps a terminating Workspace object until its content is gone.
 pub const CONTENT_FINALIZER: &str = "tenancy.wsgate.io/content";
 
