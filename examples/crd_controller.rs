@@ -21,7 +21,7 @@
 //! kubectl --kubeconfig acme.kubeconfig get greetings,cm
 //! ```
 //!
-//! `tests/controller.rs` runs this program against a real server.
+//! `tests/controller.rs` runs this controller (`run`) against a real server.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,16 +124,22 @@ async fn apply(g: Arc<Greeting>, ctx: &Context) -> Result<Action, Error> {
     )
     .await?;
     let greetings: Api<Greeting> = Api::namespaced(ctx.client.clone(), &ns);
-    let status = json!({"status": GreetingStatus {
-        phase: "Ready".into(),
-        config_map: Some(config_map_name(&g)),
-        observed_generation: g.meta().generation,
-    }});
+    // Server-side apply on the status subresource: this manager owns the
+    // status fields it sets, and nothing else.
+    let status = json!({
+        "apiVersion": Greeting::api_version(&()),
+        "kind": Greeting::kind(&()),
+        "status": GreetingStatus {
+            phase: "Ready".into(),
+            config_map: Some(config_map_name(&g)),
+            observed_generation: g.meta().generation,
+        },
+    });
     greetings
         .patch_status(
             &g.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&status),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&status),
         )
         .await?;
     tracing::info!(greeting = %g.name_any(), namespace = %ns, "reconciled");
@@ -203,8 +209,19 @@ async fn main() -> anyhow::Result<()> {
     // KUBECONFIG (or ~/.kube/config) names the workspace: its server URL
     // ends in /clusters/<workspace>.
     let client = Client::try_default().await?;
-    install_crd(&client).await?;
+    run(client, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}
 
+/// Installs the CRD, then reconciles until `shutdown` completes.
+/// (`tests/controller.rs` calls this with a client for a test server.)
+pub async fn run(
+    client: Client,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    install_crd(&client).await?;
     let greetings: Api<Greeting> = Api::all(client.clone());
     let config_maps: Api<ConfigMap> = Api::all(client.clone());
     let ctx = Arc::new(Context { client });
@@ -212,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
     Controller::new(greetings, watcher::Config::default())
         // A ConfigMap change or deletion re-runs its owner's reconcile.
         .owns(config_maps, watcher::Config::default())
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {

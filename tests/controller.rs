@@ -1,12 +1,10 @@
-//! The kube-rs controller example (`examples/crd_controller.rs`) as a real
-//! process against a real server, in one workspace over HTTPS with the
-//! workspace's kubeconfig: it installs its CRD, reconciles a Greeting into
+//! The kube-rs controller example (`examples/crd_controller.rs`, its `run`
+//! compiled into this test) against a real server, in one workspace over
+//! HTTPS with the workspace's kubeconfig: it installs its CRD, reconciles a Greeting into
 //! an owned ConfigMap, writes status, re-creates a deleted ConfigMap, and
 //! runs its finalizer when the Greeting is deleted. A second workspace
 //! never sees any of it.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -18,30 +16,17 @@ use kube::{Client, Config};
 use serde_json::json;
 use wsgate_e2e::{Engine, Server, etcd_or_skip};
 
-/// Builds (once) and locates the example binary.
-fn controller_binary() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-q", "--example", "crd_controller"])
-        .current_dir(&manifest)
-        .status()?;
-    ensure!(
-        status.success(),
-        "cargo build --example crd_controller failed"
-    );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("target"));
-    Ok(target.join("debug").join("examples").join("crd_controller"))
-}
+// The example's code, unchanged: its `main` is unused here.
+#[allow(dead_code)]
+#[path = "../examples/crd_controller.rs"]
+mod crd_controller;
 
-/// Kills the controller when the test ends, however it ends.
-struct Running(Child);
+/// Stops the controller when the test ends, however it ends.
+struct Controller(tokio::task::JoinHandle<anyhow::Result<()>>);
 
-impl Drop for Running {
+impl Drop for Controller {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.0.abort();
     }
 }
 
@@ -71,17 +56,16 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crd_controller_reconciles_in_its_workspace() -> Result<()> {
-    let bin = tokio::task::spawn_blocking(controller_binary).await??;
     let s = Server::start_tls(Engine::Embedded)?;
-    reconciles(&bin, &s).await.context("embedded")?;
+    reconciles(&s).await.context("embedded")?;
     if let Some(etcd) = etcd_or_skip("crd_controller_reconciles_in_its_workspace") {
         let s = Server::start_tls(Engine::Etcd(etcd))?;
-        reconciles(&bin, &s).await.context("etcd")?;
+        reconciles(&s).await.context("etcd")?;
     }
     Ok(())
 }
 
-async fn reconciles(bin: &std::path::Path, s: &Server) -> Result<()> {
+async fn reconciles(s: &Server) -> Result<()> {
     for ws in ["acme", "beta"] {
         let body = json!({"apiVersion": "tenancy.wsgate.io/v1alpha1", "kind": "Workspace", "metadata": {"name": ws}});
         let token = s.tls().context("tls")?.admin_token.clone();
@@ -95,15 +79,12 @@ async fn reconciles(bin: &std::path::Path, s: &Server) -> Result<()> {
         ensure!(r.status == 201, "workspace {ws}: {} {}", r.status, r.text());
     }
     let kubeconfig = s.kubeconfig("acme", None)?;
-    let _controller = Running(
-        Command::new(bin)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting the controller")?,
-    );
     let acme = client(&kubeconfig).await?;
+    // The controller, with its own client; aborted when the test ends.
+    let _controller = Controller(tokio::spawn(crd_controller::run(
+        client(&kubeconfig).await?,
+        std::future::pending(),
+    )));
     let namespaces: Api<Namespace> = Api::all(acme.clone());
     namespaces
         .create(
@@ -163,6 +144,17 @@ async fn reconciles(bin: &std::path::Path, s: &Server) -> Result<()> {
         g.data["status"]["configMap"] == "hello-greeting",
         "{:?}",
         g.data
+    );
+    // Status was server-side applied through the subresource.
+    let applied_status = g.metadata.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some("greeting-controller")
+            && m.operation.as_deref() == Some("Apply")
+            && m.subresource.as_deref() == Some("status")
+    });
+    ensure!(
+        applied_status,
+        "managedFields: {:?}",
+        g.metadata.managed_fields
     );
     ensure!(
         g.metadata
