@@ -97,7 +97,7 @@ impl Registry {
             DeleteOutcome::Deleted(o) => (o, false),
             DeleteOutcome::Pending(o) => (o, true),
         };
-        let Some(store) = self.store_of(obj) else {
+        let Some(store) = self.store_of(cluster, obj) else {
             return;
         };
         let owner = Owner {
@@ -125,10 +125,23 @@ impl Registry {
         }
     }
 
-    fn store_of(&self, obj: &Object) -> Option<Arc<ResourceStore>> {
+    fn store_of(&self, cluster: &ClusterId, obj: &Object) -> Option<Arc<ResourceStore>> {
         let api_version = obj.get("apiVersion").and_then(Value::as_str)?;
         let kind = obj.get("kind").and_then(Value::as_str)?;
-        self.resource_for_kind(api_version, kind).cloned()
+        self.kind_store(cluster, api_version, kind)
+    }
+
+    /// A built-in or one of `cluster`'s custom resources, by kind: owners
+    /// and dependents may be either.
+    fn kind_store(
+        &self,
+        cluster: &ClusterId,
+        api_version: &str,
+        kind: &str,
+    ) -> Option<Arc<ResourceStore>> {
+        self.resource_for_kind(api_version, kind)
+            .cloned()
+            .or_else(|| self.crds().resource_for_kind(cluster, api_version, kind))
     }
 
     /// Starts collection for many deletes at once (deletecollection): one
@@ -207,7 +220,9 @@ impl Registry {
     ) -> Vec<(Arc<ResourceStore>, Object)> {
         let scope = ClusterScope::One(cluster.clone());
         let mut found = Vec::new();
-        for store in self.stores() {
+        // Custom resources too: one store per CRD (its versions share a prefix).
+        let custom = self.crds().stores_of(cluster);
+        for store in self.stores().iter().chain(custom.iter()) {
             // Namespaced owners only own objects in their namespace.
             if namespace.is_some() && !store.descriptor.namespaced() {
                 continue;
@@ -254,7 +269,7 @@ impl Registry {
             ) else {
                 continue;
             };
-            let Some(store) = self.resource_for_kind(av, kind) else {
+            let Some(store) = self.kind_store(cluster, av, kind) else {
                 continue;
             };
             let ns = if store.descriptor.namespaced() {

@@ -650,3 +650,98 @@ async fn server_side_apply_merges_by_the_crd_schema() {
         assert_eq!(ports.len(), 2, "{}: {ports:?}", e.name);
     }
 }
+
+/// Owner references to and from custom resources: a deleted Widget takes
+/// its ConfigMap and Widget dependents (background and foreground), orphan
+/// strips the reference, and a ConfigMap owner takes its Widget.
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_collection_to_and_from_custom_resources() {
+    for e in engines("garbage_collection_to_and_from_custom_resources").await {
+        let r = open(&e).await;
+        let a = workspace(&r, "a").await;
+        create_crd(&r, &a, widget_crd()).await;
+        let w = r
+            .resource_in(&a, "example.com", "v1", "widgets")
+            .expect("v1");
+        let cm = r.resource("", "v1", "configmaps").expect("cm").clone();
+        let opts = WriteOptions::default();
+        let ns = Some("default");
+        let owner_ref = |o: &Object, block: bool| {
+            json!([{"apiVersion": o["apiVersion"], "kind": o["kind"], "name": o["metadata"]["name"],
+                    "uid": o["metadata"]["uid"], "blockOwnerDeletion": block}])
+        };
+        for (propagation, label) in [
+            (registry::options::Propagation::Background, "bg"),
+            (registry::options::Propagation::Foreground, "fg"),
+            (registry::options::Propagation::Orphan, "or"),
+        ] {
+            let owner = r
+                .create(&w, &a, ns, obj(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": format!("{label}-owner")}})), &opts)
+                .await
+                .expect("owner");
+            let refs = owner_ref(&owner, true);
+            r.create(
+                &cm,
+                &a,
+                ns,
+                obj(json!({"metadata": {"name": format!("{label}-cm"), "ownerReferences": refs}})),
+                &opts,
+            )
+            .await
+            .expect("cm dependent");
+            r.create(&w, &a, ns, obj(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": format!("{label}-w"), "ownerReferences": refs}})), &opts)
+                .await
+                .expect("widget dependent");
+            let del = DeleteOptions {
+                propagation: Some(propagation),
+                ..Default::default()
+            };
+            r.delete(&w, &a, ns, &format!("{label}-owner"), &del)
+                .await
+                .expect("delete owner");
+            let (cm_name, w_name) = (format!("{label}-cm"), format!("{label}-w"));
+            if propagation == registry::options::Propagation::Orphan {
+                wait_until("the owner gone", async || {
+                    w.get(&a, ns, &format!("{label}-owner")).await.is_err()
+                })
+                .await;
+                let kept = cm.get(&a, ns, &cm_name).await.expect("orphaned cm kept");
+                assert!(
+                    kept["metadata"].get("ownerReferences").is_none(),
+                    "{}",
+                    e.name
+                );
+                let kept = w.get(&a, ns, &w_name).await.expect("orphaned widget kept");
+                assert!(
+                    kept["metadata"].get("ownerReferences").is_none(),
+                    "{}",
+                    e.name
+                );
+            } else {
+                wait_until("the dependents collected", async || {
+                    cm.get(&a, ns, &cm_name).await.is_err() && w.get(&a, ns, &w_name).await.is_err()
+                })
+                .await;
+                wait_until("the owner gone", async || {
+                    w.get(&a, ns, &format!("{label}-owner")).await.is_err()
+                })
+                .await;
+            }
+        }
+        // A built-in owner collects a custom dependent.
+        let owner = r
+            .create(&cm, &a, ns, obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-owner"}})), &opts)
+            .await
+            .expect("cm owner");
+        r.create(&w, &a, ns, obj(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "of-cm", "ownerReferences": owner_ref(&owner, false)}})), &opts)
+            .await
+            .expect("widget of cm");
+        r.delete(&cm, &a, ns, "cm-owner", &DeleteOptions::default())
+            .await
+            .expect("delete cm owner");
+        wait_until("the widget owned by a ConfigMap collected", async || {
+            w.get(&a, ns, "of-cm").await.is_err()
+        })
+        .await;
+    }
+}

@@ -231,6 +231,23 @@ impl CrdIndex {
         out
     }
 
+    /// The store of the custom resource of kind `kind` served as
+    /// `api_version` in `cluster` (owner references name kinds).
+    pub fn resource_for_kind(
+        &self,
+        cluster: &ClusterId,
+        api_version: &str,
+        kind: &str,
+    ) -> Option<Arc<ResourceStore>> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let w = self.workspaces.read();
+        let b = w.get(cluster)?.bundle.as_ref()?;
+        b.stores
+            .iter()
+            .find(|((g, v, _), s)| g == group && v == version && s.descriptor.gvk.kind == kind)
+            .map(|(_, s)| s.clone())
+    }
+
     /// Whether the CRD serving `group`/`plural` in `cluster` is being deleted
     /// (new objects are refused then, as upstream).
     pub fn is_terminating(&self, cluster: &ClusterId, group: &str, plural: &str) -> bool {
