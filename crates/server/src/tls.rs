@@ -26,6 +26,7 @@ use rcgen::{
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -131,10 +132,9 @@ pub fn load_with_client_ca(
         source,
     })?;
     let (ca_key, generated_ca_pem) = load_or_create_ca(&pki)?;
-    let client_ca = match client_ca_file {
-        Some(path) => read_certs(path)?,
-        None => read_certs(&pki.join(CA_CERT))?,
-    };
+    let client_ca = Arc::new(ClientCaVerifier::load(
+        client_ca_file.map_or_else(|| pki.join(CA_CERT), Path::to_owned),
+    )?);
 
     let (source, ca_pem, generated) = match configured {
         Some((cert, key)) => {
@@ -159,9 +159,9 @@ pub fn load_with_client_ca(
             (source, Some(generated_ca_pem), true)
         }
     };
-    let reloader = Arc::new(CertReloader::new(source)?);
+    let reloader = Arc::new(CertReloader::new(source, client_ca.clone())?);
     Ok(TlsMaterial {
-        server_config: server_config(reloader.clone(), client_ca, client_ca_file)?,
+        server_config: server_config(reloader.clone(), client_ca)?,
         ca_pem,
         generated,
         reloader,
@@ -175,29 +175,127 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 fn server_config(
     certs: Arc<CertReloader>,
-    client_ca: Vec<CertificateDer<'static>>,
-    client_ca_file: Option<&Path>,
+    client_ca: Arc<ClientCaVerifier>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let ca_error = |message: String| TlsError::ClientCa {
-        path: client_ca_file.map_or_else(|| PathBuf::from(CA_CERT), Path::to_owned),
-        message,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for c in client_ca {
-        roots.add(c).map_err(|e| ca_error(e.to_string()))?;
-    }
-    // Requested, not required: token clients present no certificate.
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| ca_error(format!("{e:?}")))?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(client_ca)
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Client certificate verification against the client CA file, re-read
+/// when the file changes (so a CA can be rotated without a restart).
+/// Certificates are requested, not required: token clients present none.
+/// No CA names are sent as hints (clients then offer whatever certificate
+/// they have), which lets the CA change under a live configuration.
+#[derive(Debug)]
+pub struct ClientCaVerifier {
+    path: PathBuf,
+    current: std::sync::RwLock<(Arc<dyn ClientCertVerifier>, FileStamp)>,
+}
+
+impl ClientCaVerifier {
+    fn load(path: PathBuf) -> Result<Self, TlsError> {
+        let verifier = Self::build(&path)?;
+        let at = stamp(&path, &path);
+        Ok(ClientCaVerifier {
+            path,
+            current: std::sync::RwLock::new((verifier, at)),
+        })
+    }
+
+    fn build(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+        let ca_error = |message: String| TlsError::ClientCa {
+            path: path.to_owned(),
+            message,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for c in read_certs(path)? {
+            roots.add(c).map_err(|e| ca_error(e.to_string()))?;
+        }
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| ca_error(format!("{e:?}")))
+    }
+
+    /// Re-reads the CA file if it changed; whether it was replaced. A bad
+    /// file keeps the current CA.
+    pub fn refresh(&self) -> Result<bool, TlsError> {
+        let now = stamp(&self.path, &self.path);
+        if self.current.read().map(|c| c.1 == now).unwrap_or(false) {
+            return Ok(false);
+        }
+        let verifier = Self::build(&self.path)?;
+        if let Ok(mut c) = self.current.write() {
+            *c = (verifier, now);
+        }
+        tracing::info!(path = %self.path.display(), "client CA reloaded");
+        Ok(true)
+    }
+
+    fn inner(&self) -> Option<Arc<dyn ClientCertVerifier>> {
+        self.current.read().ok().map(|c| c.0.clone())
+    }
+}
+
+fn poisoned() -> rustls::Error {
+    rustls::Error::General("client CA unavailable".into())
+}
+
+impl ClientCertVerifier for ClientCaVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.inner()
+            .ok_or_else(poisoned)?
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner()
+            .ok_or_else(poisoned)?
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner()
+            .ok_or_else(poisoned)?
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner()
+            .map(|v| v.supported_verify_schemes())
+            .unwrap_or_default()
+    }
 }
 
 /// Where the serving certificate comes from.
@@ -223,19 +321,27 @@ fn stamp(cert: &Path, key: &Path) -> FileStamp {
 pub struct CertReloader {
     source: CertSource,
     current: std::sync::RwLock<(Arc<rustls::sign::CertifiedKey>, FileStamp)>,
+    /// Checked on the same schedule.
+    client_ca: Arc<ClientCaVerifier>,
 }
 
 /// How often the serving certificate is checked for expiry or file changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 impl CertReloader {
-    fn new(source: CertSource) -> Result<Self, TlsError> {
+    fn new(source: CertSource, client_ca: Arc<ClientCaVerifier>) -> Result<Self, TlsError> {
         let (cert, key) = source.paths();
         let loaded = load_certified(&cert, &key)?;
         Ok(CertReloader {
             source,
             current: std::sync::RwLock::new((loaded, stamp(&cert, &key))),
+            client_ca,
         })
+    }
+
+    /// The client CA verifier (reloaded by [`Self::spawn`] too).
+    pub fn client_ca(&self) -> &Arc<ClientCaVerifier> {
+        &self.client_ca
     }
 
     /// Re-issues a generated certificate that is close to expiry, and
@@ -280,7 +386,14 @@ impl CertReloader {
             loop {
                 tick.tick().await;
                 let me = me.clone();
-                match tokio::task::spawn_blocking(move || me.refresh()).await {
+                match tokio::task::spawn_blocking(move || {
+                    if let Err(e) = me.client_ca.refresh() {
+                        tracing::warn!(error = %e, "client CA not reloaded");
+                    }
+                    me.refresh()
+                })
+                .await
+                {
                     Ok(Err(e)) => tracing::warn!(error = %e, "serving certificate not reloaded"),
                     Err(e) => tracing::warn!(error = %e, "certificate reload task failed"),
                     Ok(Ok(_)) => {}

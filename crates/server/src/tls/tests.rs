@@ -390,3 +390,66 @@ async fn get_with_cert(
         .map_err(|e| e.to_string())?;
     Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
 }
+
+#[tokio::test]
+async fn a_changed_client_ca_file_is_reloaded() {
+    // Two CAs (two data dirs); the server trusts the file's CA.
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ca_a = load_or_create(a.path(), None, &[]).unwrap().ca_pem.unwrap();
+    let ca_b = load_or_create(b.path(), None, &[]).unwrap().ca_pem.unwrap();
+    let conf = tempfile::tempdir().unwrap();
+    let ca_file = conf.path().join("client-ca.crt");
+    std::fs::write(&ca_file, &ca_a).unwrap();
+    let material = load_with_client_ca(conf.path(), None, &[], Some(&ca_file)).unwrap();
+    let server_ca = material.ca_pem.clone().unwrap();
+    let app = Router::new().route(
+        "/hello",
+        get(|peer: Option<axum::Extension<Peer>>| async move {
+            peer.and_then(|p| p.0.client_cert.clone())
+                .map_or_else(|| "anonymous".to_owned(), |id| id.user.clone())
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve_tls(
+        listener,
+        material.server_config.clone(),
+        app,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let hour = Duration::from_secs(3600);
+    let (ca, ka) = issue_client_cert(a.path(), "from-a", &[], hour).unwrap();
+    let (cb, kb) = issue_client_cert(b.path(), "from-b", &[], hour).unwrap();
+    assert_eq!(
+        get_with_cert(addr, &server_ca, &ca, &ka).await.unwrap(),
+        "from-a"
+    );
+    assert!(get_with_cert(addr, &server_ca, &cb, &kb).await.is_err());
+    assert!(!material.reloader.client_ca().refresh().unwrap());
+
+    // Rotate to CA b (with a as well during the overlap, then b alone).
+    std::fs::write(&ca_file, format!("{ca_a}{ca_b}")).unwrap();
+    assert!(material.reloader.client_ca().refresh().unwrap());
+    assert_eq!(
+        get_with_cert(addr, &server_ca, &cb, &kb).await.unwrap(),
+        "from-b"
+    );
+    assert_eq!(
+        get_with_cert(addr, &server_ca, &ca, &ka).await.unwrap(),
+        "from-a"
+    );
+    std::fs::write(&ca_file, &ca_b).unwrap();
+    assert!(material.reloader.client_ca().refresh().unwrap());
+    assert!(get_with_cert(addr, &server_ca, &ca, &ka).await.is_err());
+    // A broken file keeps the CA in use.
+    std::fs::write(&ca_file, "garbage").unwrap();
+    assert!(material.reloader.client_ca().refresh().is_err());
+    assert_eq!(
+        get_with_cert(addr, &server_ca, &cb, &kb).await.unwrap(),
+        "from-b"
+    );
+    let _ = tx.send(());
+}
