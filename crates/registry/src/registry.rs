@@ -180,6 +180,7 @@ impl Registry {
             workspace_store,
             workspaces.clone(),
             root.workspace_deletions(),
+            root.clone(),
         );
         let resumed = deleter
             .resume()

@@ -745,3 +745,80 @@ async fn garbage_collection_to_and_from_custom_resources() {
         .await;
     }
 }
+
+/// The workspace deleter's sweep of custom objects reads the CRD records
+/// from storage (no index involved): every object of every CRD of that
+/// workspace goes, by spec and accepted plural, other workspaces' stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_object_sweep_reads_crd_records_from_storage() {
+    for e in engines("custom_object_sweep_reads_crd_records_from_storage").await {
+        let root = registry::keys::KeyRoot::new(&e.root);
+        let (a, b) = (
+            ClusterId::parse("sweepa").expect("id"),
+            ClusterId::parse("sweepb").expect("id"),
+        );
+        let put = async |k: String, v: Value| {
+            e.store
+                .create(
+                    k.as_bytes(),
+                    serde_json::to_vec(&v).expect("json").into(),
+                    None,
+                )
+                .await
+                .expect("put");
+        };
+        let r = format!("/{}", e.root.trim_matches('/'));
+        for c in [&a, &b] {
+            let c = c.as_str();
+            put(
+                format!(
+                    "{r}/apiextensions.k8s.io/customresourcedefinitions/{c}/gadgets.example.com"
+                ),
+                json!({"spec": {"group": "example.com", "names": {"plural": "gadgets"}},
+                       "status": {"acceptedNames": {"plural": "gizmos"}}}),
+            )
+            .await;
+            for (plural, n) in [("gadgets", 3), ("gizmos", 2)] {
+                for i in 0..n {
+                    put(
+                        format!("{r}/example.com/{plural}/{c}/default/o{i}"),
+                        json!({}),
+                    )
+                    .await;
+                }
+            }
+        }
+        let deleted = registry::crd::sweep_custom_objects(e.store.as_ref(), &root, &a)
+            .await
+            .expect("sweep");
+        assert_eq!(deleted, 5, "{}", e.name);
+        let count = async |prefix: String| {
+            e.store
+                .range(storage::RangeRequest::prefix(prefix.into_bytes()))
+                .await
+                .expect("range")
+                .kvs
+                .len()
+        };
+        for plural in ["gadgets", "gizmos"] {
+            assert_eq!(
+                count(format!("{r}/example.com/{plural}/{}/", a.as_str())).await,
+                0,
+                "{}",
+                e.name
+            );
+        }
+        assert_eq!(
+            count(format!("{r}/example.com/gadgets/{}/", b.as_str())).await,
+            3,
+            "{}",
+            e.name
+        );
+        assert_eq!(
+            count(format!("{r}/example.com/gizmos/{}/", b.as_str())).await,
+            2,
+            "{}",
+            e.name
+        );
+    }
+}

@@ -118,3 +118,49 @@ async fn delete_all(store: &ResourceStore, cluster: &ClusterId) -> crate::ApiRes
         }
     }
 }
+
+/// Removes every custom object of `cluster`: one range delete per resource
+/// its CRD records (read from storage, so a crash or a lagging index
+/// cannot hide one) name, by spec and accepted plural. A workspace deletion
+/// runs it before it sweeps the CRD records themselves, so a restart finds
+/// the records again and redoes it. Returns the number of keys removed.
+pub async fn sweep_custom_objects(
+    store: &dyn storage::Store,
+    root: &crate::keys::KeyRoot,
+    cluster: &ClusterId,
+) -> Result<i64, storage::Error> {
+    let (start, end) = root
+        .resource_prefix(super::GROUP, super::PLURAL)
+        .cluster_range(cluster);
+    let mut deleted = 0;
+    let mut req = storage::RangeRequest::prefix(start).limit(PAGE as usize);
+    req.end = end.into();
+    loop {
+        let page = store.range(req.clone()).await?;
+        for kv in &page.kvs {
+            let Ok(crd) = serde_json::from_slice::<Value>(&kv.value) else {
+                continue;
+            };
+            let group = crd["spec"]["group"].as_str().unwrap_or("");
+            let mut plurals = vec![crd["spec"]["names"]["plural"].as_str()];
+            plurals.push(crd["status"]["acceptedNames"]["plural"].as_str());
+            plurals.dedup();
+            for plural in plurals.into_iter().flatten().filter(|p| !p.is_empty()) {
+                // An empty group would name the core group's prefix: never a CRD's.
+                if group.is_empty() {
+                    continue;
+                }
+                let (s, e) = root.resource_prefix(group, plural).cluster_range(cluster);
+                deleted += store.delete_range(&s, &e).await?.deleted;
+            }
+        }
+        match page.kvs.last() {
+            Some(last) if page.more => {
+                let mut next = last.key.to_vec();
+                next.push(0);
+                req.start = next.into();
+            }
+            _ => return Ok(deleted),
+        }
+    }
+}

@@ -28,6 +28,7 @@ pub mod strategy;
 use kube_core::GroupVersionKind;
 use kube_core::discovery::Scope;
 
+pub use cleanup::sweep_custom_objects;
 pub use definition::{Definition, Names};
 pub use index::CrdIndex;
 

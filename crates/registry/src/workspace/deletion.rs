@@ -26,7 +26,7 @@ use super::claim::{CLAIM_TTL, Claims};
 use super::record::{Phase, StoredWorkspace, rfc3339};
 use super::{CONTENT_FINALIZER, DEFAULT_SHARD, WorkspaceIndex};
 use crate::cluster::{ClusterId, WorkspacePath};
-use crate::keys::{DeletionPrefix, ResourcePrefix};
+use crate::keys::{DeletionPrefix, KeyRoot, ResourcePrefix};
 use crate::metadata::{meta_mut, now_rfc3339};
 use crate::resource::Object;
 use crate::status::{ApiError, ApiResult};
@@ -92,6 +92,8 @@ pub struct Deleter {
     workspaces: Arc<ResourceStore>,
     index: Arc<WorkspaceIndex>,
     records: DeletionPrefix,
+    /// Where custom resources live (their prefixes come from CRD records).
+    root: KeyRoot,
     tx: mpsc::UnboundedSender<ClusterId>,
     queued: DashSet<ClusterId>,
     /// So that only one replica sweeps a given workspace.
@@ -106,6 +108,7 @@ impl Deleter {
         workspaces: Arc<ResourceStore>,
         index: Arc<WorkspaceIndex>,
         records: DeletionPrefix,
+        root: KeyRoot,
     ) -> Arc<Deleter> {
         prefixes.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         prefixes.dedup();
@@ -117,6 +120,7 @@ impl Deleter {
             workspaces,
             index,
             records,
+            root,
             tx,
             queued: DashSet::new(),
             claims: Claims::new(store_for_claims, records_for_claims.claims(), CLAIM_TTL),
@@ -334,6 +338,10 @@ impl Deleter {
             self.delete_children(id, &path).await?;
             let mut last_progress = Instant::now();
             rec.resources_total = self.prefixes.len();
+            // Custom objects first, while the CRD records that name their
+            // prefixes are still there (a restart finds them again).
+            rec.objects_deleted +=
+                crate::crd::sweep_custom_objects(self.store.as_ref(), &self.root, id).await?;
             for (i, p) in self.prefixes.iter().enumerate() {
                 let name = String::from_utf8_lossy(p.as_bytes()).into_owned();
                 if rec.swept_through.as_ref().is_some_and(|s| name <= *s) {
