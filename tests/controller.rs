@@ -190,6 +190,29 @@ async fn reconciles(s: &Server) -> Result<()> {
     })
     .await?;
 
+    // What `owns()` runs on: a metadata-only watch (Accept
+    // as=PartialObjectMetadata), streamed as PartialObjectMetadata events.
+    let token = s.tls().context("tls")?.admin_token.clone();
+    let w = s.https(
+        "GET",
+        "/clusters/acme/api/v1/configmaps?watch=true&timeoutSeconds=1",
+        &[(
+            "Accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        )],
+        None,
+        Some(&token),
+    )?;
+    let first: serde_json::Value =
+        serde_json::from_slice(w.body.split(|b| *b == b'\n').next().unwrap_or_default())
+            .with_context(|| format!("metadata watch: {} {}", w.status, w.text()))?;
+    ensure!(
+        w.status == 200 && first["object"]["kind"] == "PartialObjectMetadata",
+        "metadata watch: {} {}",
+        w.status,
+        w.text()
+    );
+
     // Nothing of it in beta.
     let beta = client(&s.kubeconfig("beta", None)?).await?;
     let beta_cms: Api<ConfigMap> = Api::all(beta.clone());

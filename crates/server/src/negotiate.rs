@@ -52,8 +52,12 @@ impl Output {
 pub enum Endpoint {
     /// A single object (get, write responses).
     Object,
-    /// A list or a watch.
+    /// A list (or deletecollection).
     Collection,
+    /// A watch: its events carry single objects, so metadata-only
+    /// watchers (client-go's metadata informer, kube-rs `owns`) ask for
+    /// `as=PartialObjectMetadata`, not the List kind.
+    Watch,
     /// `/api` or `/apis`.
     Discovery,
     /// Anything else: JSON only.
@@ -118,12 +122,20 @@ pub fn negotiate(headers: &HeaderMap, endpoint: Endpoint) -> Result<Output, ApiE
                 let g = param("g").unwrap_or("");
                 let v = param("v").unwrap_or("");
                 match (as_, g, endpoint) {
-                    ("Table", "meta.k8s.io", Endpoint::Object | Endpoint::Collection) => {
+                    (
+                        "Table",
+                        "meta.k8s.io",
+                        Endpoint::Object | Endpoint::Collection | Endpoint::Watch,
+                    ) => {
                         if let Some(v) = meta_version(v) {
                             return Ok(Output::Table(v));
                         }
                     }
-                    ("PartialObjectMetadata", "meta.k8s.io", Endpoint::Object)
+                    (
+                        "PartialObjectMetadata",
+                        "meta.k8s.io",
+                        Endpoint::Object | Endpoint::Watch,
+                    )
                     | ("PartialObjectMetadataList", "meta.k8s.io", Endpoint::Collection) => {
                         if let Some(v) = meta_version(v) {
                             return Ok(Output::PartialMetadata(v));
@@ -182,6 +194,12 @@ mod tests {
             Output::PartialMetadata("v1")
         );
         assert_eq!(with(pom, Endpoint::Object).unwrap(), Output::Json);
+        // A metadata-only watch (kube-rs, client-go) names the item kind.
+        let pom_watch = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+        assert_eq!(
+            with(pom_watch, Endpoint::Watch).unwrap(),
+            Output::PartialMetadata("v1")
+        );
         assert_eq!(
             with(
                 "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",

@@ -324,7 +324,8 @@ pub async fn handle(
         }
     };
     let endpoint = match verb {
-        Verb::List | Verb::Watch | Verb::DeleteCollection => Endpoint::Collection,
+        Verb::List | Verb::DeleteCollection => Endpoint::Collection,
+        Verb::Watch => Endpoint::Watch,
         _ => Endpoint::Object,
     };
     let output = negotiate(headers, endpoint)?;
