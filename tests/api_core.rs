@@ -695,6 +695,33 @@ async fn per_type_validation_speaks_like_upstream() -> Result<()> {
         )?;
         assert_eq!(code, 422, "{engine}: {got}");
 
+        // PATCH with fieldValidation=Warn (the default) drops unknown fields
+        // and says so in a Warning header, like POST and PUT.
+        let (code, _) = call(
+            &server,
+            "POST",
+            &format!("{ns}/configmaps"),
+            Some(json!({"metadata": {"name": "w"}})),
+        )?;
+        assert_eq!(code, 201, "{engine}");
+        let r = server.request(
+            "PATCH",
+            &format!("{ns}/configmaps/w"),
+            &[("Content-Type", "application/merge-patch+json")],
+            Some(br#"{"data": {"a": "b"}, "bogus": 1}"#),
+        )?;
+        assert_eq!(r.status, 200, "{engine}: {}", r.text());
+        assert_eq!(
+            r.header("Warning"),
+            Some("299 - \"unknown field \\\"bogus\\\"\""),
+            "{engine}"
+        );
+        let patched: Value = serde_json::from_slice(&r.body)?;
+        assert!(
+            patched.get("bogus").is_none() && patched["data"]["a"] == "b",
+            "{engine}: {patched}"
+        );
+
         // A legacy event read through events.k8s.io/v1 has an eventTime.
         let (code, _) = call(
             &server,

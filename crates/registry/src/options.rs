@@ -193,6 +193,30 @@ pub struct WriteOptions {
     /// The authenticated user making the request (set by the server once
     /// authentication is wired); recorded as the owner of a new workspace.
     pub user: Option<String>,
+    /// Warnings the write collects for the response's `Warning` headers
+    /// (unknown fields of a PATCH under fieldValidation=Warn).
+    pub warnings: WarningSink,
+}
+
+/// A shared list of warnings: the registry adds, the server reads once the
+/// write is done.
+#[derive(Clone, Debug, Default)]
+pub struct WarningSink(std::sync::Arc<parking_lot::Mutex<Vec<String>>>);
+
+impl WarningSink {
+    pub fn extend(&self, warnings: Vec<String>) {
+        let mut list = self.0.lock();
+        for w in warnings {
+            // A retried write reports the same fields again.
+            if !list.contains(&w) {
+                list.push(w);
+            }
+        }
+    }
+
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock())
+    }
 }
 
 impl WriteOptions {

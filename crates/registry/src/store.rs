@@ -1495,7 +1495,8 @@ impl ResourceStore {
                     meta_mut(&mut applied).insert("name".into(), name.into());
                     let mut obj =
                         self.server_side_apply(None, &Value::Object(applied), sub, opts, name)?;
-                    self.check_fields(&mut obj, opts.field_validation)?;
+                    opts.warnings
+                        .extend(self.check_fields(&mut obj, opts.field_validation)?);
                     return self
                         .create_inner(cluster, namespace, obj, opts, Managed::Applied)
                         .await
@@ -1522,7 +1523,8 @@ impl ResourceStore {
             if sub == Subresource::Scale {
                 patched = self.apply_scale(&current.obj, &patched)?;
             } else {
-                self.check_fields(&mut patched, opts.field_validation)?;
+                opts.warnings
+                    .extend(self.check_fields(&mut patched, opts.field_validation)?);
             }
             // A resourceVersion the patch carries is a precondition; one it
             // left alone means "retry on conflict".

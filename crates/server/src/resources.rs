@@ -126,6 +126,7 @@ impl Query {
                         .take(128)
                         .collect()
                 }),
+            warnings: Default::default(),
         })
     }
 
@@ -478,7 +479,10 @@ pub async fn handle(
             } else {
                 StatusCode::OK
             };
-            Ok(render.respond(code, &render.object(Value::Object(o)), false))
+            Ok(with_warnings(
+                render.respond(code, &render.object(Value::Object(o)), false),
+                &wopts.warnings.take(),
+            ))
         }
         Verb::Delete => {
             let mut dopts = query.delete_options()?;
