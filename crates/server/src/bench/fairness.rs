@@ -49,15 +49,20 @@ pub struct FairnessArgs {
     pub quiet_rate: u64,
 }
 
-/// The server's fair-admission settings for the run: sized to this
-/// machine (a few requests per core in flight), so that admission rather
-/// than the CPU run queue is where a burst waits.
+/// The server's fair-admission settings for the run, sized to this
+/// machine: one request in flight per core, at most half of them for one
+/// workspace. Admitted requests are CPU-bound, so a workspace allowed as
+/// many as there are cores would own the CPU, and everybody else's requests
+/// would wait in the run queue before they ever reached the fair queue.
 fn fairness_config(enabled: bool, cores: usize) -> String {
-    let max = (2 * cores).max(2);
+    let max = cores.max(2);
+    config_with(enabled, max, (max / 2).max(1))
+}
+
+fn config_with(enabled: bool, max: usize, per_workspace: usize) -> String {
     format!(
-        "[limits.fairness]\nenabled = {enabled}\nmax_in_flight = {max}\nworkspace_max_in_flight = {}\nqueue_length = {}\n",
-        max / 2,
-        4 * max
+        "[limits.fairness]\nenabled = {enabled}\nmax_in_flight = {max}\nworkspace_max_in_flight = {per_workspace}\nqueue_length = {}\n",
+        8 * max
     )
 }
 
@@ -379,16 +384,24 @@ pub async fn run(exe: &Path, run_id: &str, args: &FairnessArgs) -> anyhow::Resul
     rows.push(("with noisy again (fairness on)", second, server.rss()));
     drop(server);
 
-    let off_config = fairness_config(false, cores);
-    let server = Server::start(exe, &off_config).await?;
-    set_up(&Pool::new(&server.endpoint, 4), &noisy, &quiet).await?;
-    let off = phase(&server.endpoint, args, Some(&noisy), &quiet).await?;
-    rows.push(("with noisy (fairness off)", off, server.rss()));
-    drop(server);
+    // For comparison: one workspace allowed a request per core (it can own
+    // the CPU), and no fair admission at all.
+    for (name, config) in [
+        (
+            "with noisy (per-workspace = cores)",
+            config_with(true, 2 * cores.max(1), cores.max(1)),
+        ),
+        ("with noisy (fairness off)", fairness_config(false, cores)),
+    ] {
+        let server = Server::start(exe, &config).await?;
+        set_up(&Pool::new(&server.endpoint, 4), &noisy, &quiet).await?;
+        let p = phase(&server.endpoint, args, Some(&noisy), &quiet).await?;
+        rows.push((name, p, server.rss()));
+    }
 
     let base_p99 = rows[0].1.quiet.p99();
     println!(
-        "\n{:<32} {:>10} {:>10} {:>8} {:>7} {:>11} {:>11} {:>7} {:>10}",
+        "\n{:<36} {:>10} {:>10} {:>8} {:>7} {:>11} {:>11} {:>7} {:>10}",
         "phase",
         "quiet p50",
         "quiet p99",
@@ -407,7 +420,7 @@ pub async fn run(exe: &Path, run_id: &str, args: &FairnessArgs) -> anyhow::Resul
             _ => "-".into(),
         };
         println!(
-            "{:<32} {:>10} {:>10} {:>8} {:>7} {:>11.0} {:>11.0} {:>7} {:>10}",
+            "{:<36} {:>10} {:>10} {:>8} {:>7} {:>11.0} {:>11.0} {:>7} {:>10}",
             name,
             ms(p.quiet.p50()),
             ms(p.quiet.p99()),
