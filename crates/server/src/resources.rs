@@ -437,6 +437,9 @@ pub async fn handle(
                 .registry
                 .update(&rs, &cluster, namespace, name, obj, sub_kind(sub), &wopts)
                 .await?;
+            if created && !wopts.dry_run {
+                app.quota.created_unreserved(&cluster);
+            }
             let o = if sub == Some("scale") {
                 rs.scale_of(&o)?
             } else {
@@ -469,6 +472,9 @@ pub async fn handle(
                     &wopts,
                 )
                 .await?;
+            if created && !wopts.dry_run {
+                app.quota.created_unreserved(&cluster);
+            }
             let o = if sub == Some("scale") {
                 rs.scale_of(&o)?
             } else {
