@@ -218,6 +218,10 @@ pub struct EmbeddedSection {
     pub history_revisions: i64,
     #[serde(with = "units::duration")]
     pub progress_interval: Duration,
+    /// redb's page cache: cold values (outside the history) are read
+    /// through it.
+    #[serde(with = "units::bytes")]
+    pub cache_bytes: u64,
 }
 
 impl Default for EmbeddedSection {
@@ -227,6 +231,7 @@ impl Default for EmbeddedSection {
             history_age: d.history_age,
             history_revisions: d.history_revisions,
             progress_interval: d.progress_interval,
+            cache_bytes: d.cache_bytes as u64,
         }
     }
 }
@@ -837,6 +842,7 @@ impl Config {
                 c.history_age = e.history_age;
                 c.history_revisions = e.history_revisions;
                 c.progress_interval = e.progress_interval;
+                c.cache_bytes = usize::try_from(e.cache_bytes).unwrap_or(usize::MAX);
                 StorageConfig::Embedded(c)
             }
             Engine::Etcd => {
