@@ -401,3 +401,70 @@ fn kubectl_applies_explains_and_deletes_crds() -> Result<()> {
     }
     Ok(())
 }
+
+/// Owner references to custom resources, as kube-rs controllers set them:
+/// deleting a CronTab (background, then foreground) collects the ConfigMap
+/// it owns; deleting a ConfigMap collects the CronTab it owns.
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_collection_follows_custom_owners() -> Result<()> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    for (engine, server) in servers_for("garbage_collection_follows_custom_owners")? {
+        server.create_workspace("gc")?;
+        let c = client(&server, "gc")?;
+        let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+        crds.create(&PostParams::default(), &serde_json::from_value(crd_json())?)
+            .await?;
+        let ar = ApiResource {
+            group: GROUP.into(),
+            version: "v1".into(),
+            api_version: format!("{GROUP}/v1"),
+            kind: "CronTab".into(),
+            plural: "crontabs".into(),
+        };
+        let tabs: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar);
+        let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+        let gone = async |name: &str| -> Result<bool> { Ok(cms.get_opt(name).await?.is_none()) };
+        for (name, dp) in [
+            ("bg", DeleteParams::background()),
+            ("fg", DeleteParams::foreground()),
+        ] {
+            let owner: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": format!("{GROUP}/v1"), "kind": "CronTab",
+                "metadata": {"name": name}, "spec": {"cronSpec": "* * * * *"}}))?;
+            let owner = tabs.create(&PostParams::default(), &owner).await?;
+            let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name,
+                "ownerReferences": [{"apiVersion": format!("{GROUP}/v1"), "kind": "CronTab",
+                    "name": name, "uid": owner.metadata.uid, "controller": true,
+                    "blockOwnerDeletion": true}]}}))?;
+            cms.create(&PostParams::default(), &cm).await?;
+            tabs.delete(name, &dp).await?;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !(gone(name).await? && tabs.get_opt(name).await?.is_none()) {
+                if Instant::now() > deadline {
+                    bail!("{engine}: {name}: the CronTab's ConfigMap was not collected");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let owner = cms
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "owner"}}))?,
+            )
+            .await?;
+        let tab: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": format!("{GROUP}/v1"), "kind": "CronTab",
+            "metadata": {"name": "owned", "ownerReferences": [{"apiVersion": "v1",
+                "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}]}}))?;
+        tabs.create(&PostParams::default(), &tab).await?;
+        cms.delete("owner", &DeleteParams::default()).await?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tabs.get_opt("owned").await?.is_some() {
+            if Instant::now() > deadline {
+                bail!("{engine}: the ConfigMap's CronTab was not collected");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
