@@ -77,7 +77,8 @@ impl OpenApi {
             .flat_map(|v| v.split(','))
             .map(|t| t.split(';').next().unwrap_or_default().trim())
             .any(|t| V2_PROTOBUF_ACCEPT.contains(&t));
-        Ok(respond(docs.v2(protobuf), None, headers))
+        let doc = docs.v2(api, protobuf).map_err(internal)?;
+        Ok(respond(doc, None, headers))
     }
 }
 

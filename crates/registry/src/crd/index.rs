@@ -491,7 +491,8 @@ impl CrdIndex {
                 descriptors.push(store.descriptor.clone());
                 schemas.push(CustomSchema {
                     gvk: Gvk::new(&e.def.group, &v.name, &e.accepted.kind),
-                    schema: v.schema.raw().clone(),
+                    schema: v.schema.openapi_v3(),
+                    schema_v2: v.schema.openapi_v2(),
                 });
                 stores.insert(
                     (

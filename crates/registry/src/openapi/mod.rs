@@ -24,7 +24,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -59,13 +59,17 @@ impl Gvk {
 }
 
 /// The schema of a custom resource's kind: a CRD version's
-/// `schema.openAPIV3Schema`. The document gains the kind (with
+/// `schema.openAPIV3Schema` in its published forms (v3, and v2 with what
+/// Swagger 2.0 cannot say dropped). The documents gain the kind (with
 /// `apiVersion`/`kind`/`metadata` filled in as upstream does), its list
 /// kind, and PATCH operations without strategic merge patch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CustomSchema {
     pub gvk: Gvk,
+    /// For `/openapi/v3`.
     pub schema: Value,
+    /// For `/openapi/v2`.
+    pub schema_v2: Value,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -160,50 +164,101 @@ pub fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
+/// v3 documents by the content of their group-version, shared by every API
+/// set serving that group-version the same way (the built-ins, mostly).
+type GvDocs = Mutex<HashMap<SetKey, Weak<Document>>>;
+
 /// Every document of one API set.
 #[derive(Debug)]
 pub struct OpenApi {
     v3_root: Document,
-    v3: BTreeMap<String, Document>,
-    v2_json: Document,
-    v2_protobuf: Document,
+    v3: BTreeMap<String, Arc<Document>>,
+    info_version: String,
+    custom: Vec<CustomSchema>,
+    /// JSON and protobuf, built on the first `/openapi/v2` of the set.
+    v2: OnceLock<Result<(Document, Document), OpenApiError>>,
 }
 
 impl OpenApi {
-    /// Builds every document; `info_version` goes into `info.version`.
+    /// Builds the v3 documents; `info_version` goes into `info.version`.
     pub fn build(
         api: &ApiSet,
         custom: &[CustomSchema],
         info_version: &str,
     ) -> Result<Self, OpenApiError> {
-        let catalog = Catalog::new(api, custom)?;
+        Self::build_sharing(api, custom, info_version, &GvDocs::default())
+    }
+
+    /// As [`OpenApi::build`], taking the documents of group-versions
+    /// already built for another set from `shared` (and adding new ones).
+    fn build_sharing(
+        api: &ApiSet,
+        custom: &[CustomSchema],
+        info_version: &str,
+        shared: &GvDocs,
+    ) -> Result<Self, OpenApiError> {
+        let mut catalog: Option<Catalog> = None;
         let mut v3 = BTreeMap::new();
         let mut index = Map::new();
-        let mut all_routes = Vec::new();
         for g in &api.groups {
             for v in &g.versions {
-                let routes = routes::group_version_routes(g, &v.version, &v.resources, &catalog);
-                let doc = v3::document(&routes, &catalog, info_version);
-                let doc = Document::new(to_vec(&doc)?, "application/json");
+                let key = gv_key(g, v, custom, info_version);
+                let found = shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&key)
+                    .and_then(Weak::upgrade);
+                let doc = match found {
+                    Some(d) => d,
+                    None => {
+                        let catalog = match &mut catalog {
+                            Some(c) => c,
+                            None => catalog.insert(Catalog::new(api, custom)?),
+                        };
+                        let routes =
+                            routes::group_version_routes(g, &v.version, &v.resources, catalog);
+                        let doc = v3::document(&routes, catalog, info_version);
+                        let doc = Arc::new(Document::new(to_vec(&doc)?, "application/json"));
+                        let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+                        shared.retain(|_, w| w.strong_count() > 0);
+                        shared.insert(key, Arc::downgrade(&doc));
+                        doc
+                    }
+                };
                 let path = gv_path(&g.name, &v.version);
                 index.insert(
                     path.clone(),
                     json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", doc.hash)}),
                 );
                 v3.insert(path, doc);
-                all_routes.extend(routes);
             }
         }
         let v3_root = Document::new(to_vec(&json!({"paths": index}))?, "application/json");
-        let v2 = v2::document(&all_routes, &catalog, info_version);
-        let v2_protobuf = Document::new(gnostic::encode(&v2), V2_PROTOBUF_CONTENT_TYPE);
-        let v2_json = Document::new(to_vec(&v2)?, "application/json");
         Ok(OpenApi {
             v3_root,
             v3,
-            v2_json,
-            v2_protobuf,
+            info_version: info_version.to_owned(),
+            custom: custom.to_vec(),
+            v2: OnceLock::new(),
         })
+    }
+
+    fn build_v2(&self, api: &ApiSet) -> Result<(Document, Document), OpenApiError> {
+        let catalog = Catalog::new(api, &self.custom)?;
+        let mut all_routes = Vec::new();
+        for g in &api.groups {
+            for v in &g.versions {
+                all_routes.extend(routes::group_version_routes(
+                    g,
+                    &v.version,
+                    &v.resources,
+                    &catalog,
+                ));
+            }
+        }
+        let v2 = v2::document(&all_routes, &catalog, &self.info_version);
+        let protobuf = Document::new(gnostic::encode(&v2), V2_PROTOBUF_CONTENT_TYPE);
+        Ok((Document::new(to_vec(&v2)?, "application/json"), protobuf))
     }
 
     /// `GET /openapi/v3`.
@@ -213,28 +268,34 @@ impl OpenApi {
 
     /// `GET /openapi/v3/<gv path>` (`api/v1`, `apis/apps/v1`).
     pub fn v3_document(&self, gv_path: &str) -> Option<&Document> {
-        self.v3.get(gv_path)
+        self.v3.get(gv_path).map(AsRef::as_ref)
     }
 
     pub fn v3_paths(&self) -> impl Iterator<Item = &str> {
         self.v3.keys().map(String::as_str)
     }
 
-    /// `GET /openapi/v2`, as JSON or as gnostic protobuf.
-    pub fn v2(&self, protobuf: bool) -> &Document {
-        if protobuf {
-            &self.v2_protobuf
-        } else {
-            &self.v2_json
-        }
+    /// `GET /openapi/v2`, as JSON or as gnostic protobuf. `api` is the set
+    /// these documents were built for (or one equal to it): the document is
+    /// built on first use, as most clients never ask for it.
+    pub fn v2(&self, api: &ApiSet, protobuf: bool) -> Result<&Document, OpenApiError> {
+        let (json, pb) = self
+            .v2
+            .get_or_init(|| self.build_v2(api))
+            .as_ref()
+            .map_err(Clone::clone)?;
+        Ok(if protobuf { pb } else { json })
     }
 
-    /// Bytes held by the serialised documents.
+    /// Bytes held by the serialised documents (v2 once built).
     pub fn size(&self) -> usize {
         self.v3_root.body.len()
             + self.v3.values().map(|d| d.body.len()).sum::<usize>()
-            + self.v2_json.body.len()
-            + self.v2_protobuf.body.len()
+            + self
+                .v2
+                .get()
+                .and_then(|r| r.as_ref().ok())
+                .map_or(0, |(j, p)| j.body.len() + p.body.len())
     }
 }
 
@@ -252,6 +313,7 @@ pub struct OpenApiCache {
     info_version: String,
     by_set: Mutex<Vec<(Weak<ApiSet>, Arc<OpenApi>)>>,
     by_key: Mutex<HashMap<SetKey, Weak<OpenApi>>>,
+    by_gv: GvDocs,
 }
 
 impl OpenApiCache {
@@ -260,6 +322,7 @@ impl OpenApiCache {
             info_version: info_version.into(),
             by_set: Mutex::new(Vec::new()),
             by_key: Mutex::new(HashMap::new()),
+            by_gv: GvDocs::default(),
         }
     }
 
@@ -294,7 +357,12 @@ impl OpenApiCache {
             Some(d) => d,
             None => {
                 // Built outside the locks: a build takes tens of milliseconds.
-                let d = Arc::new(OpenApi::build(api, &custom, &self.info_version)?);
+                let d = Arc::new(OpenApi::build_sharing(
+                    api,
+                    &custom,
+                    &self.info_version,
+                    &self.by_gv,
+                )?);
                 let mut by_key = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
                 by_key.retain(|_, w| w.strong_count() > 0);
                 by_key.insert(key, Arc::downgrade(&d));
@@ -322,33 +390,71 @@ fn set_key(api: &ApiSet, custom: &[CustomSchema], info_version: &str) -> SetKey 
     field(info_version);
     for g in &api.groups {
         for v in &g.versions {
-            for d in &v.resources {
-                field(&d.gvk.group);
-                field(&d.gvk.version);
-                field(&d.gvk.kind);
-                field(d.plural());
-                field(if d.namespaced() { "N" } else { "C" });
-                field(&d.verbs.join(","));
-                for s in &d.subresources {
-                    field(s.name);
-                    field(&s.response_kind.group);
-                    field(&s.response_kind.version);
-                    field(&s.response_kind.kind);
-                    field(&s.verbs.join(","));
-                }
-                field("");
-            }
+            hash_resources(&mut field, v);
         }
     }
     for c in custom {
-        field(&c.gvk.group);
-        field(&c.gvk.version);
-        field(&c.gvk.kind);
-        field(&c.schema.to_string());
+        hash_custom(&mut field, c);
     }
     let mut key = [0u8; 64];
     key.copy_from_slice(&h.finalize());
     key
+}
+
+/// The content identity of one group-version's v3 document: its resources
+/// and the custom schemas of that group-version (a document only refers to
+/// its own kinds and upstream's shared definitions).
+fn gv_key(
+    g: &crate::discovery::Group,
+    v: &crate::discovery::GroupVersion,
+    custom: &[CustomSchema],
+    info_version: &str,
+) -> SetKey {
+    let mut h = Sha512::new();
+    let mut field = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    field(info_version);
+    field(&g.name);
+    field(&v.version);
+    hash_resources(&mut field, v);
+    for c in custom
+        .iter()
+        .filter(|c| c.gvk.group == g.name && c.gvk.version == v.version)
+    {
+        hash_custom(&mut field, c);
+    }
+    let mut key = [0u8; 64];
+    key.copy_from_slice(&h.finalize());
+    key
+}
+
+fn hash_resources(field: &mut impl FnMut(&str), v: &crate::discovery::GroupVersion) {
+    for d in &v.resources {
+        field(&d.gvk.group);
+        field(&d.gvk.version);
+        field(&d.gvk.kind);
+        field(d.plural());
+        field(if d.namespaced() { "N" } else { "C" });
+        field(&d.verbs.join(","));
+        for s in &d.subresources {
+            field(s.name);
+            field(&s.response_kind.group);
+            field(&s.response_kind.version);
+            field(&s.response_kind.kind);
+            field(&s.verbs.join(","));
+        }
+        field("");
+    }
+}
+
+fn hash_custom(field: &mut impl FnMut(&str), c: &CustomSchema) {
+    field(&c.gvk.group);
+    field(&c.gvk.version);
+    field(&c.gvk.kind);
+    field(&c.schema.to_string());
+    field(&c.schema_v2.to_string());
 }
 
 /// How refs are spelled in the output.
@@ -367,6 +473,8 @@ const DEF_PREFIX: &str = "#/definitions/";
 struct Catalog {
     defs: &'static definitions::Definitions,
     custom: BTreeMap<String, Value>,
+    /// The v2 forms of custom kinds whose v2 schema differs from v3.
+    custom_v2: HashMap<String, Value>,
     custom_by_gvk: HashMap<Gvk, String>,
 }
 
@@ -376,10 +484,16 @@ impl Catalog {
         let mut c = Catalog {
             defs,
             custom: BTreeMap::new(),
+            custom_v2: HashMap::new(),
             custom_by_gvk: HashMap::new(),
         };
         for s in custom {
             c.add_custom(&s.gvk, s.schema.clone());
+            if s.schema_v2 != s.schema {
+                let name = custom_name(&s.gvk);
+                c.custom_v2
+                    .insert(name, with_resource_fields(s.schema_v2.clone(), &s.gvk));
+            }
         }
         // A served kind with no schema anywhere (wsgate's own Workspace)
         // gets an open object schema, so it is still described and PATCH
@@ -403,41 +517,10 @@ impl Catalog {
     /// Adds a custom kind and its list, named as upstream names CRD schemas
     /// (`com.example.stable.v1.CronTab`).
     fn add_custom(&mut self, gvk: &Gvk, schema: Value) {
-        let prefix = {
-            let mut parts: Vec<&str> = gvk.group.split('.').filter(|p| !p.is_empty()).collect();
-            parts.reverse();
-            parts.push(&gvk.version);
-            parts.join(".")
-        };
-        let name = format!("{prefix}.{}", gvk.kind);
+        let name = custom_name(gvk);
         let list_name = format!("{name}List");
         let meta = routes::META;
-        let mut obj = match schema {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        obj.entry("type").or_insert_with(|| "object".into());
-        if let Value::Object(props) = obj
-            .entry("properties")
-            .or_insert_with(|| Value::Object(Map::new()))
-        {
-            props.insert(
-                "apiVersion".into(),
-                json!({"description": API_VERSION_DESC, "type": "string"}),
-            );
-            props.insert(
-                "kind".into(),
-                json!({"description": KIND_DESC, "type": "string"}),
-            );
-            props.insert(
-                "metadata".into(),
-                json!({"$ref": format!("{DEF_PREFIX}{meta}.ObjectMeta"), "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}),
-            );
-        }
-        obj.insert(
-            "x-kubernetes-group-version-kind".into(),
-            json!([gvk.extension()]),
-        );
+        let obj = with_resource_fields(schema, gvk);
         let list_gvk = Gvk::new(&gvk.group, &gvk.version, &format!("{}List", gvk.kind));
         let list = json!({
             "description": format!("{}List is a list of {}", gvk.kind, gvk.kind),
@@ -451,7 +534,7 @@ impl Catalog {
             "type": "object",
             "x-kubernetes-group-version-kind": [list_gvk.extension()],
         });
-        self.custom.insert(name.clone(), Value::Object(obj));
+        self.custom.insert(name.clone(), obj);
         self.custom.insert(list_name.clone(), list);
         self.custom_by_gvk.insert(gvk.clone(), name);
         self.custom_by_gvk.insert(list_gvk, list_name);
@@ -475,7 +558,10 @@ impl Catalog {
 
     /// A schema as it goes into a document.
     fn emit(&self, name: &str, style: RefStyle) -> Option<Value> {
-        let s = self.lookup(name)?;
+        let s = match style {
+            RefStyle::V2 => self.custom_v2.get(name).or_else(|| self.lookup(name))?,
+            RefStyle::V3 => self.lookup(name)?,
+        };
         Some(rewrite(
             s,
             style,
@@ -488,6 +574,47 @@ impl Catalog {
             .get(gvk)
             .or_else(|| self.defs.by_gvk.get(gvk))
     }
+}
+
+/// Upstream's name of a CRD kind's schema (`com.example.stable.v1.CronTab`).
+fn custom_name(gvk: &Gvk) -> String {
+    let mut parts: Vec<&str> = gvk.group.split('.').filter(|p| !p.is_empty()).collect();
+    parts.reverse();
+    parts.push(&gvk.version);
+    format!("{}.{}", parts.join("."), gvk.kind)
+}
+
+/// A kind's schema with `apiVersion`, `kind` and `metadata` and its
+/// group-version-kind extension, as upstream publishes CRD kinds.
+fn with_resource_fields(schema: Value, gvk: &Gvk) -> Value {
+    let meta = routes::META;
+    let mut obj = match schema {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    obj.entry("type").or_insert_with(|| "object".into());
+    if let Value::Object(props) = obj
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()))
+    {
+        props.insert(
+            "apiVersion".into(),
+            json!({"description": API_VERSION_DESC, "type": "string"}),
+        );
+        props.insert(
+            "kind".into(),
+            json!({"description": KIND_DESC, "type": "string"}),
+        );
+        props.insert(
+            "metadata".into(),
+            json!({"$ref": format!("{DEF_PREFIX}{meta}.ObjectMeta"), "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}),
+        );
+    }
+    obj.insert(
+        "x-kubernetes-group-version-kind".into(),
+        json!([gvk.extension()]),
+    );
+    Value::Object(obj)
 }
 
 fn descriptor_gvk(d: &ResourceDescriptor) -> Gvk {

@@ -28,6 +28,11 @@ fn built() -> OpenApi {
     OpenApi::build(&api_set(&descriptors()), &[], VERSION).expect("build")
 }
 
+/// The v2 document of a set built by [`built`].
+fn built_v2(o: &OpenApi, protobuf: bool) -> &Document {
+    o.v2(&api_set(&descriptors()), protobuf).expect("v2")
+}
+
 fn json_of(d: &Document) -> Value {
     serde_json::from_slice(&d.body).expect("document is JSON")
 }
@@ -260,7 +265,7 @@ fn every_ref_resolves() {
             assert!(schemas.contains_key(name), "{gv}: {r} unresolved");
         }
     }
-    let v2 = json_of(o.v2(false));
+    let v2 = json_of(built_v2(&o, false));
     let defs = v2["definitions"].as_object().expect("definitions");
     let mut refs = Vec::new();
     refs_in(&v2, &mut refs);
@@ -278,7 +283,11 @@ fn hashes_are_stable_and_follow_the_set() {
     let a = OpenApi::build(&api_set(&d), &[], VERSION).expect("a");
     let b = OpenApi::build(&api_set(&d), &[], VERSION).expect("b");
     assert_eq!(a.v3_root().body, b.v3_root().body);
-    assert_eq!(a.v2(true).body, b.v2(true).body);
+    let set = api_set(&d);
+    assert_eq!(
+        a.v2(&set, true).expect("a v2").body,
+        b.v2(&set, true).expect("b v2").body
+    );
 
     // Without ConfigMaps only api/v1 changes.
     let fewer: Vec<_> = d
@@ -286,7 +295,8 @@ fn hashes_are_stable_and_follow_the_set() {
         .filter(|r| r.gvk.kind != "ConfigMap")
         .cloned()
         .collect();
-    let c = OpenApi::build(&api_set(&fewer), &[], VERSION).expect("c");
+    let fewer_set = api_set(&fewer);
+    let c = OpenApi::build(&fewer_set, &[], VERSION).expect("c");
     assert_ne!(
         a.v3_document("api/v1").map(|x| &x.hash),
         c.v3_document("api/v1").map(|x| &x.hash)
@@ -296,7 +306,10 @@ fn hashes_are_stable_and_follow_the_set() {
         c.v3_document("apis/apps/v1").map(|x| &x.hash)
     );
     assert_ne!(a.v3_root().hash, c.v3_root().hash);
-    assert_ne!(a.v2(false).hash, c.v2(false).hash);
+    assert_ne!(
+        a.v2(&set, false).expect("a v2").hash,
+        c.v2(&fewer_set, false).expect("c v2").hash
+    );
 }
 
 fn crontab() -> (Arc<ResourceDescriptor>, CustomSchema) {
@@ -327,6 +340,7 @@ fn crontab() -> (Arc<ResourceDescriptor>, CustomSchema) {
         Arc::new(d),
         CustomSchema {
             gvk: Gvk::new("stable.example.com", "v1", "CronTab"),
+            schema_v2: schema.clone(),
             schema,
         },
     )
@@ -337,7 +351,8 @@ fn custom_resources_get_their_schema_and_no_strategic_merge() {
     let mut d = descriptors();
     let (ct, schema) = crontab();
     d.push(ct);
-    let o = OpenApi::build(&api_set(&d), &[schema], VERSION).expect("build");
+    let set = api_set(&d);
+    let o = OpenApi::build(&set, &[schema], VERSION).expect("build");
     let doc = json_of(o.v3_document("apis/stable.example.com/v1").expect("CRD GV"));
     let s = &doc["components"]["schemas"]["com.example.stable.v1.CronTab"];
     assert_eq!(
@@ -359,7 +374,7 @@ fn custom_resources_get_their_schema_and_no_strategic_merge() {
     assert!(!content.contains_key("application/strategic-merge-patch+json"));
     assert!(content.contains_key("application/apply-patch+yaml"));
     // Swagger 2.0 cannot say anyOf; upstream drops it there too.
-    let v2 = json_of(o.v2(false));
+    let v2 = json_of(o.v2(&set, false).expect("v2"));
     let s2 = &v2["definitions"]["com.example.stable.v1.CronTab"];
     assert!(
         s2["properties"]["spec"]["properties"]["replicas"]
@@ -377,8 +392,8 @@ fn custom_resources_get_their_schema_and_no_strategic_merge() {
 #[test]
 fn v2_protobuf_round_trips() {
     let o = built();
-    let json = json_of(o.v2(false));
-    let doc = gnostic::Document::decode(o.v2(true).body.clone()).expect("decodes");
+    let json = json_of(built_v2(&o, false));
+    let doc = gnostic::Document::decode(built_v2(&o, true).body.clone()).expect("decodes");
     assert_eq!(doc.swagger, "2.0");
     assert_eq!(doc.info.as_ref().map(|i| i.version.as_str()), Some(VERSION));
     let defs = doc.definitions.expect("definitions").additional_properties;
@@ -474,6 +489,7 @@ fn build_time_and_size() {
     let set = api_set(&descriptors());
     let t = Instant::now();
     let o = OpenApi::build(&set, &[], VERSION).expect("build");
+    o.v2(&set, false).expect("v2");
     let took = t.elapsed();
     let after = rss();
     let mib = |a: Option<u64>, b: Option<u64>| match (a, b) {
@@ -486,8 +502,8 @@ fn build_time_and_size() {
         mib(decoded, after),
         o.v3.len(),
         o.size(),
-        o.v2(false).body.len(),
-        o.v2(true).body.len()
+        o.v2(&set, false).expect("v2").body.len(),
+        o.v2(&set, true).expect("v2").body.len()
     );
     assert!(o.size() < 32 << 20);
 }
@@ -523,4 +539,31 @@ fn headers_follow_the_requested_hash() {
     }
     assert!(doc.not_modified(&doc.etag));
     assert!(!doc.not_modified("\"ABC\""));
+}
+
+#[test]
+fn sets_share_the_documents_of_equal_group_versions() {
+    let cache = OpenApiCache::new(VERSION);
+    let plain = api_set(&descriptors());
+    let mut d = descriptors();
+    let (ct, schema) = crontab();
+    d.push(ct);
+    let with_crd = Arc::new(
+        ApiSet::new(&d, builtin::GROUP_ORDER, "127.0.0.1:6443").with_custom_schemas(vec![schema]),
+    );
+    let a = cache.get(&plain).expect("plain");
+    let b = cache
+        .get_with(&with_crd, || with_crd.custom_schemas.clone())
+        .expect("with the CRD");
+    // Built-in group-versions are one document for both sets; the CRD's
+    // group-version and the roots are the second set's own.
+    assert!(Arc::ptr_eq(&a.v3["api/v1"], &b.v3["api/v1"]));
+    assert!(Arc::ptr_eq(&a.v3["apis/apps/v1"], &b.v3["apis/apps/v1"]));
+    assert!(b.v3.contains_key("apis/stable.example.com/v1"));
+    assert_ne!(a.v3_root().hash, b.v3_root().hash);
+    // v2 is built on first use, per set.
+    assert!(a.v2.get().is_none());
+    let v2 = json_of(b.v2(&with_crd, false).expect("v2"));
+    assert!(v2["definitions"]["com.example.stable.v1.CronTab"].is_object());
+    assert!(v2["definitions"]["io.k8s.api.core.v1.ConfigMap"].is_object());
 }
