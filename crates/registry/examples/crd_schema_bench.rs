@@ -162,6 +162,22 @@ fn main() {
             assert!(errs.is_empty(), "{errs:?}");
         },
     );
+    // A tokio worker has a 2 MiB stack, so there rules run on a grown one.
+    let (cert2, obj2) = (cert.clone(), cert_obj.clone());
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            per_op(
+                "Certificate validate on a 2 MiB thread (CEL on a grown stack)",
+                100_000,
+                || {
+                    let o = object(obj2.clone());
+                    black_box(cert2.validate(&o, None));
+                },
+            );
+        })
+        .map(|h| h.join().ok())
+        .ok();
     let old = object(cert_obj.clone());
     per_op(
         "Certificate validate on update (old object given)",

@@ -67,6 +67,8 @@ pub(crate) struct CelRule {
     optional_old_self: bool,
     /// How deeply comprehensions nest (0 = none).
     depth: u32,
+    /// How deep the expression tree is (the interpreter's recursion).
+    pub(crate) tree_depth: usize,
 }
 
 const RESERVED: &[&str] = &[
@@ -224,6 +226,10 @@ const MAX_AST_DEPTH: usize = 64;
 const PARSE_STACK: usize = 32 << 20;
 /// Rules run with at least this much stack left...
 pub(crate) const EVAL_RED_ZONE: usize = 4 << 20;
+/// ...or this much when no rule's tree is deeper than [`SHALLOW_TREE`]
+/// (typical rules; a tokio worker's 2 MiB stack then needs no new one).
+pub(crate) const SHALLOW_RED_ZONE: usize = 1 << 20;
+pub(crate) const SHALLOW_TREE: usize = 12;
 /// ...else on a fresh stack of this size.
 pub(crate) const EVAL_STACK: usize = 16 << 20;
 
@@ -357,6 +363,7 @@ pub(crate) fn compile_rules(
                 continue;
             }
         };
+        let tree_depth = ast_depth(program.expression());
         let transition = program.references().has_variable("oldSelf");
         if transition && !ctx.correlatable {
             errs.push(FieldError::invalid(
@@ -440,6 +447,7 @@ pub(crate) fn compile_rules(
             transition,
             optional_old_self,
             depth,
+            tree_depth,
         });
     }
     rules
@@ -963,6 +971,13 @@ mod tests {
                 "self.all(a, {}true{})",
                 "self.all(b, ".repeat(20),
                 ")".repeat(20)
+            ),
+            // Shallow enough to run on the caller's stack.
+            format!("{}true", "true && ".repeat(SHALLOW_TREE - 1)),
+            format!(
+                "{}self{} > 0",
+                "size(".repeat(SHALLOW_TREE - 2),
+                ")".repeat(SHALLOW_TREE - 2)
             ),
         ];
         for src in cases {

@@ -46,6 +46,8 @@ pub struct CompiledSchema {
     root: Node,
     types: TypeInfo,
     hash: ContentHash,
+    /// The stack CEL evaluation must have left (see `cel::EVAL_RED_ZONE`).
+    red_zone: usize,
 }
 
 impl std::fmt::Debug for CompiledSchema {
@@ -81,11 +83,17 @@ impl CompiledSchema {
                 e.message,
             )]
         })?;
+        let red_zone = if deepest_rule(&root) <= cel::SHALLOW_TREE {
+            cel::SHALLOW_RED_ZONE
+        } else {
+            cel::EVAL_RED_ZONE
+        };
         Ok(CompiledSchema {
             raw: schema.clone(),
             root,
             types,
             hash,
+            red_zone,
         })
     }
 
@@ -136,7 +144,7 @@ impl CompiledSchema {
         }
         if self.root.has_rules {
             // The interpreter recurses; give it a stack of known size.
-            stacker::maybe_grow(cel::EVAL_RED_ZONE, cel::EVAL_STACK, || {
+            stacker::maybe_grow(self.red_zone, cel::EVAL_STACK, || {
                 let mut ev = cel::Evaluation::new(&mut errs);
                 cel::evaluate_root(&self.root, obj, old, &mut ev);
             });
@@ -153,6 +161,20 @@ impl CompiledSchema {
     pub fn openapi_v2(&self) -> Value {
         openapi::to_v2(&self.raw)
     }
+}
+
+// The deepest expression tree among the schema's CEL rules.
+fn deepest_rule(node: &Node) -> usize {
+    let here = node.rules.iter().map(|r| r.tree_depth).max().unwrap_or(0);
+    let below = node
+        .properties
+        .values()
+        .chain(node.additional.as_deref())
+        .chain(node.items.as_deref())
+        .map(deepest_rule)
+        .max()
+        .unwrap_or(0);
+    here.max(below)
 }
 
 fn join(path: &str, key: &str) -> String {
