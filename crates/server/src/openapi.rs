@@ -22,7 +22,12 @@ impl OpenApi {
     pub fn new(api: &Arc<ApiSet>) -> Self {
         let cache = OpenApiCache::new(crate::discovery::GIT_VERSION);
         let started = std::time::Instant::now();
-        match cache.get(api) {
+        // The built-in set's v2 too (kubectl's client-side validation).
+        let built = cache.get(api).and_then(|d| {
+            d.v2(api, false)?;
+            Ok(d)
+        });
+        match built {
             Ok(docs) => tracing::info!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 bytes = docs.size(),
