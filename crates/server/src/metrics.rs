@@ -479,6 +479,10 @@ pub fn spawn_workspace_gauges(metrics: Arc<Metrics>, registry: Arc<registry::Reg
             metrics.set_workspaces("Ready", (total - pending).max(0));
             metrics.set_workspaces("Terminating", pending);
             metrics.deletions_pending.set(pending);
+            for c in registry.watch_caches().stats().await {
+                let objects = i64::try_from(c.objects).unwrap_or(i64::MAX);
+                metrics.set_watch_cache(&c.group, &c.resource, objects, c.lag);
+            }
         }
     });
 }

@@ -45,6 +45,9 @@ pub struct WatchCaches {
 pub struct CacheStats {
     /// The resource prefix (`/registry/core/configmaps/`).
     pub prefix: String,
+    /// The API group (`""` for core) and resource of the prefix.
+    pub group: String,
+    pub resource: String,
     pub ready: bool,
     /// Objects cached, across all workspaces.
     pub objects: usize,
@@ -120,8 +123,17 @@ impl WatchCaches {
                 c.note_storage_revision(current);
                 let disabled = c.disabled.load(Ordering::Relaxed);
                 let s = c.state.read();
+                let prefix = String::from_utf8_lossy(&c.prefix).into_owned();
+                let mut parts = prefix.trim_end_matches('/').rsplit('/');
+                let resource = parts.next().unwrap_or("").to_owned();
+                let group = match parts.next().unwrap_or("") {
+                    "core" => String::new(),
+                    g => g.to_owned(),
+                };
                 CacheStats {
-                    prefix: String::from_utf8_lossy(&c.prefix).into_owned(),
+                    prefix,
+                    group,
+                    resource,
                     ready: s.ready && !disabled,
                     objects: s.objects.len(),
                     bytes: s.bytes,

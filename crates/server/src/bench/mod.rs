@@ -586,7 +586,7 @@ fn checks(report: &mut Report) {
             ));
         }
         if let Some(m) = report.memory.iter().find(|m| m.target == *t) {
-            let delta = m.rss_with_watches_mib - m.rss_before_mib;
+            let delta = m.rss_with_watches_mib - m.rss_workspaces_listed_mib;
             found.push((
                 format!("server RSS for {} watches [{t}]", m.watches),
                 delta,

@@ -158,8 +158,19 @@ pub async fn start_server_in(
         .arg(dir.join("data"));
     // The listener is plain HTTP today; once TLS is the default the flag
     // that turns it off is used if the server has it.
-    if serve_help(exe).contains("--insecure-http") {
+    let help = serve_help(exe);
+    if help.contains("--insecure-http") {
         cmd.arg("--insecure-http");
+    }
+    if help.contains("--config") {
+        // The load generator is one (anonymous) user opening 10,000 watches:
+        // lift the per-user and per-workspace watch limits.
+        let config = dir.join("bench.toml");
+        std::fs::write(
+            &config,
+            "[limits]\nmax_watches_per_user = 1000000\nmax_watches_per_workspace = 1000000\n",
+        )?;
+        cmd.arg("--config").arg(config);
     }
     if let Some(endpoint) = etcd {
         cmd.args(["--etcd-endpoints", endpoint])

@@ -67,6 +67,8 @@ pub struct WatchMemory {
     pub target: String,
     pub watches: usize,
     pub rss_before_mib: f64,
+    /// After one LIST in each workspace, before the watches.
+    pub rss_workspaces_listed_mib: f64,
     pub rss_with_watches_mib: f64,
     pub rss_after_writes_mib: f64,
 }
@@ -152,12 +154,14 @@ impl Report {
         for m in &self.memory {
             let _ = writeln!(
                 out,
-                "server RSS ({}, {} watches): {:.0} MiB before, {:.0} MiB with the watches (+{:.0} MiB), {:.0} MiB after the writes",
+                "server RSS ({}, {} watches): {:.0} MiB before, {:.0} MiB after one LIST per workspace (+{:.0} MiB), {:.0} MiB with the watches (+{:.0} MiB), {:.0} MiB after the writes",
                 m.target,
                 m.watches,
                 m.rss_before_mib,
+                m.rss_workspaces_listed_mib,
+                m.rss_workspaces_listed_mib - m.rss_before_mib,
                 m.rss_with_watches_mib,
-                m.rss_with_watches_mib - m.rss_before_mib,
+                m.rss_with_watches_mib - m.rss_workspaces_listed_mib,
                 m.rss_after_writes_mib
             );
         }

@@ -849,6 +849,37 @@ impl Bench {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss = || server_pid.and_then(rss_bytes).map(|b| b as f64 / 1048576.0);
         let rss_before = rss();
+        // One LIST per workspace first (what an informer does before it
+        // watches): the server's per-workspace state (authorization
+        // policy, API set) then exists before the watches, which are
+        // measured on their own.
+        let bar = self.runner.progress.counted(
+            &format!(
+                "set-up: one LIST in each of {n} workspaces [{}]",
+                self.target
+            ),
+            n as u64,
+        );
+        futures::stream::iter(names.clone())
+            .map(|name| {
+                let (pool, bar) = (pool.clone(), bar.clone());
+                async move {
+                    let path =
+                        format!("/clusters/{name}/api/v1/namespaces/default/configmaps?limit=1");
+                    let r = pool.send(&Req::get(path)).await;
+                    bar.inc(1);
+                    match r {
+                        Ok(resp) if resp.status == StatusCode::OK => Ok(()),
+                        Ok(resp) => Err(anyhow::anyhow!("LIST in {name}: {}", resp.status)),
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .buffer_unordered(64)
+            .try_collect::<Vec<()>>()
+            .await?;
+        bar.finish_and_clear();
+        let rss_touched = rss();
 
         // Watches, all from the same revision: no event can be missed
         // between a watch's start and the first write.
@@ -1022,6 +1053,7 @@ impl Bench {
             (Some(b), Some(w), Some(a)) => Some(WatchMemory {
                 target: self.target.clone(),
                 watches: readers.len(),
+                rss_workspaces_listed_mib: rss_touched.unwrap_or(b),
                 rss_before_mib: b,
                 rss_with_watches_mib: w,
                 rss_after_writes_mib: a,
