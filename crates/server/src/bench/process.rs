@@ -163,12 +163,13 @@ pub async fn start_server_in(
         cmd.arg("--insecure-http");
     }
     if help.contains("--config") {
-        // The load generator is one (anonymous) user opening 10,000 watches:
-        // lift the per-user and per-workspace watch limits.
+        // The load generator is one (anonymous) user opening 10,000 watches
+        // and filling single workspaces (root holds a million Workspaces in
+        // the scale scenario): lift the watch limits and the object quota.
         let config = dir.join("bench.toml");
         std::fs::write(
             &config,
-            "[limits]\nmax_watches_per_user = 1000000\nmax_watches_per_workspace = 1000000\n",
+            "[limits]\nmax_watches_per_user = 1000000\nmax_watches_per_workspace = 1000000\ndefault_object_quota = 0\n",
         )?;
         cmd.arg("--config").arg(config);
     }
