@@ -392,6 +392,10 @@ async fn watch_from_an_old_revision_in_the_window() {
         let mut paths = Vec::new();
         for _ in 0..4 {
             if let WatchEvent::Added(o) = next(&mut all).await {
+                assert_eq!(
+                    o["metadata"]["annotations"]["kcp.io/cluster"],
+                    o["metadata"]["annotations"]["tenancy.wsgate.io/path"]
+                );
                 paths.push(
                     o["metadata"]["annotations"]["tenancy.wsgate.io/path"]
                         .as_str()
@@ -401,6 +405,21 @@ async fn watch_from_an_old_revision_in_the_window() {
             }
         }
         assert_eq!(paths, ["acme", "other", "acme", "acme"], "{}", e.name);
+        let listed = rs
+            .list_json(&ClusterScope::All, None, &ListOptions::default())
+            .await
+            .expect("wildcard list");
+        let doc: Value = serde_json::from_slice(&listed).expect("json");
+        let items = doc["items"].as_array().cloned().unwrap_or_default();
+        assert!(!items.is_empty(), "{}", e.name);
+        for o in &items {
+            assert_eq!(
+                o["metadata"]["annotations"]["kcp.io/cluster"],
+                o["metadata"]["annotations"]["tenancy.wsgate.io/path"],
+                "{}: {o}",
+                e.name
+            );
+        }
     }
 }
 
