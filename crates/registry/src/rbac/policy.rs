@@ -133,7 +133,10 @@ impl SubjectIndex {
 /// One workspace's RBAC, compiled. Cheap to share (`Arc`), immutable.
 #[derive(Debug, Default)]
 pub struct RbacPolicy {
-    cluster_roles: HashMap<String, Arc<[Rule]>>,
+    /// Shared by every workspace that defines no ClusterRole of its own
+    /// (the bootstrap roles resolved once), so an idle workspace's policy
+    /// does not carry its own copy of them.
+    cluster_roles: Arc<HashMap<String, Arc<[Rule]>>>,
     /// Keyed by (namespace, name).
     roles: HashMap<(String, String), Arc<[Rule]>>,
     cluster_grants: SubjectIndex,
@@ -176,18 +179,25 @@ impl AccessIndex {
     }
 }
 
+/// The bootstrap ClusterRoles with aggregation resolved, built once.
+static BOOTSTRAP_CLUSTER_ROLES: std::sync::LazyLock<Arc<HashMap<String, Arc<[Rule]>>>> =
+    std::sync::LazyLock::new(|| Arc::new(resolve_aggregation(&bootstrap::cluster_roles())));
+
 impl RbacPolicy {
     /// Builds the index from the stored objects plus the bootstrap policy.
     pub fn compile(objects: &RbacObjects) -> RbacPolicy {
-        let mut cluster_roles_src: Vec<ClusterRole> = bootstrap::cluster_roles();
-        cluster_roles_src.extend(
-            objects
-                .cluster_roles
-                .iter()
-                .filter(|r| !bootstrap::is_bootstrap_cluster_role(name_of(&r.metadata)))
-                .cloned(),
-        );
-        let cluster_roles = resolve_aggregation(&cluster_roles_src);
+        let own_cluster_roles: Vec<&ClusterRole> = objects
+            .cluster_roles
+            .iter()
+            .filter(|r| !bootstrap::is_bootstrap_cluster_role(name_of(&r.metadata)))
+            .collect();
+        let cluster_roles = if own_cluster_roles.is_empty() {
+            BOOTSTRAP_CLUSTER_ROLES.clone()
+        } else {
+            let mut src: Vec<ClusterRole> = bootstrap::cluster_roles();
+            src.extend(own_cluster_roles.into_iter().cloned());
+            Arc::new(resolve_aggregation(&src))
+        };
 
         let roles: HashMap<(String, String), Arc<[Rule]>> = objects
             .roles
