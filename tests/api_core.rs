@@ -892,3 +892,44 @@ async fn services_applied_or_purged_go_through_the_allocator() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statefulset_updates_touch_only_the_mutable_spec() -> Result<()> {
+    for (engine, server) in servers_for("statefulset_updates_touch_only_the_mutable_spec")? {
+        server.create_workspace("acme")?;
+        let path = "/clusters/acme/apis/apps/v1/namespaces/default/statefulsets";
+        let (code, body) = call(
+            &server,
+            "POST",
+            path,
+            Some(json!({"metadata": {"name": "db"}, "spec": {
+                "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "postgres"}]}}}})),
+        )?;
+        assert_eq!(code, 201, "{engine}: {body}");
+        let patch = |body: Value| -> Result<(u16, Value)> {
+            let r = server.request(
+                "PATCH",
+                &format!("{path}/db"),
+                &[
+                    ("Content-Type", "application/merge-patch+json"),
+                    ("Accept", "application/json"),
+                ],
+                Some(body.to_string().as_bytes()),
+            )?;
+            let v = serde_json::from_slice(&r.body).unwrap_or_else(|_| Value::String(r.text()));
+            Ok((r.status, v))
+        };
+        let (code, body) = patch(json!({"spec": {"replicas": 3, "minReadySeconds": 5}}))?;
+        assert_eq!(code, 200, "{engine}: {body}");
+        let (code, body) = patch(json!({"spec": {"serviceName": "other"}}))?;
+        assert_eq!(code, 422, "{engine}: {body}");
+        assert_eq!(
+            body["message"],
+            "StatefulSet.apps \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+            "{engine}"
+        );
+    }
+    Ok(())
+}
