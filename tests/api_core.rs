@@ -762,3 +762,174 @@ async fn per_type_validation_speaks_like_upstream() -> Result<()> {
     }
     Ok(())
 }
+
+/// A server-side apply patch; returns the status and the parsed body.
+fn apply(server: &Server, path: &str, body: Value) -> Result<(u16, Value)> {
+    let bytes = body.to_string().into_bytes();
+    let r = server.request(
+        "PATCH",
+        &format!("{path}?fieldManager=test"),
+        &[
+            ("Content-Type", "application/apply-patch+yaml"),
+            ("Accept", "application/json"),
+        ],
+        Some(&bytes),
+    )?;
+    let v = serde_json::from_slice(&r.body).unwrap_or_else(|_| Value::String(r.text()));
+    Ok((r.status, v))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_applied_or_purged_go_through_the_allocator() -> Result<()> {
+    for (engine, server) in servers_for("services_applied_or_purged_go_through_the_allocator")? {
+        server.create_workspace("acme")?;
+        let base = "/clusters/acme/api/v1/namespaces";
+        let port = json!([{"port": 80}]);
+        let svc = |name: &str, spec: Value| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec});
+        let (code, _) = call(
+            &server,
+            "POST",
+            &format!("{base}/default/services"),
+            Some(svc("a", json!({"clusterIP": "10.96.5.5", "ports": port}))),
+        )?;
+        assert_eq!(code, 201, "{engine}");
+        // An apply that creates checks the address it asks for...
+        let (code, body) = apply(
+            &server,
+            &format!("{base}/default/services/b"),
+            svc("b", json!({"clusterIP": "10.96.5.5", "ports": port})),
+        )?;
+        assert_eq!(code, 422, "{engine}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("provided IP is already allocated")),
+            "{engine}: {body}"
+        );
+        // ... and reserves the ones it is given: a POST cannot take them.
+        let mut seen = std::collections::HashSet::from(["10.96.5.5".to_owned()]);
+        for i in 0..5 {
+            let (code, body) = apply(
+                &server,
+                &format!("{base}/default/services/s{i}"),
+                svc(&format!("s{i}"), json!({"type": "NodePort", "ports": port})),
+            )?;
+            assert_eq!(code, 201, "{engine}: {body}");
+            let ip = body["spec"]["clusterIP"].as_str().context("clusterIP")?;
+            assert!(
+                seen.insert(ip.to_owned()),
+                "{engine}: {ip} handed out twice"
+            );
+            let node_port = &body["spec"]["ports"][0]["nodePort"];
+            let (code, again) = call(
+                &server,
+                "POST",
+                &format!("{base}/default/services"),
+                Some(svc(
+                    &format!("p{i}"),
+                    json!({"clusterIP": ip, "ports": port}),
+                )),
+            )?;
+            assert_eq!(code, 422, "{engine}: {again}");
+            let (code, again) = call(
+                &server,
+                "POST",
+                &format!("{base}/default/services"),
+                Some(svc(
+                    &format!("q{i}"),
+                    json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": node_port}]}),
+                )),
+            )?;
+            assert_eq!(code, 422, "{engine}: {again}");
+        }
+        // Re-applying keeps the address.
+        let (code, body) = apply(
+            &server,
+            &format!("{base}/default/services/s0"),
+            svc("s0", json!({"type": "NodePort", "ports": port})),
+        )?;
+        assert_eq!(code, 200, "{engine}: {body}");
+        // PUT does not create Services here (404), so it cannot skip the allocator.
+        let (code, body) = call(
+            &server,
+            "PUT",
+            &format!("{base}/default/services/put"),
+            Some(svc("put", json!({"clusterIP": "10.96.5.5", "ports": port}))),
+        )?;
+        assert_eq!(code, 404, "{engine}: {body}");
+        // A namespace's purge frees its Services' addresses at once.
+        let (code, _) = call(
+            &server,
+            "POST",
+            base,
+            Some(json!({"metadata": {"name": "gone"}})),
+        )?;
+        assert_eq!(code, 201, "{engine}");
+        let (code, _) = call(
+            &server,
+            "POST",
+            &format!("{base}/gone/services"),
+            Some(svc("x", json!({"clusterIP": "10.96.7.7", "ports": port}))),
+        )?;
+        assert_eq!(code, 201, "{engine}");
+        call(&server, "DELETE", &format!("{base}/gone"), None)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, _) = call(&server, "GET", &format!("{base}/gone"), None)?;
+            if code == 404 {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "{engine}: namespace not purged");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (code, body) = call(
+            &server,
+            "POST",
+            &format!("{base}/default/services"),
+            Some(svc("y", json!({"clusterIP": "10.96.7.7", "ports": port}))),
+        )?;
+        assert_eq!(code, 201, "{engine}: {body}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statefulset_updates_touch_only_the_mutable_spec() -> Result<()> {
+    for (engine, server) in servers_for("statefulset_updates_touch_only_the_mutable_spec")? {
+        server.create_workspace("acme")?;
+        let path = "/clusters/acme/apis/apps/v1/namespaces/default/statefulsets";
+        let (code, body) = call(
+            &server,
+            "POST",
+            path,
+            Some(json!({"metadata": {"name": "db"}, "spec": {
+                "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "postgres"}]}}}})),
+        )?;
+        assert_eq!(code, 201, "{engine}: {body}");
+        let patch = |body: Value| -> Result<(u16, Value)> {
+            let r = server.request(
+                "PATCH",
+                &format!("{path}/db"),
+                &[
+                    ("Content-Type", "application/merge-patch+json"),
+                    ("Accept", "application/json"),
+                ],
+                Some(body.to_string().as_bytes()),
+            )?;
+            let v = serde_json::from_slice(&r.body).unwrap_or_else(|_| Value::String(r.text()));
+            Ok((r.status, v))
+        };
+        let (code, body) = patch(json!({"spec": {"replicas": 3, "minReadySeconds": 5}}))?;
+        assert_eq!(code, 200, "{engine}: {body}");
+        let (code, body) = patch(json!({"spec": {"serviceName": "other"}}))?;
+        assert_eq!(code, 422, "{engine}: {body}");
+        assert_eq!(
+            body["message"],
+            "StatefulSet.apps \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+            "{engine}"
+        );
+    }
+    Ok(())
+}

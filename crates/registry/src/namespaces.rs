@@ -153,7 +153,9 @@ impl Registry {
                         Ok(DeleteOutcome::Pending(o)) => {
                             progress.remaining(&store.descriptor.qualified.to_string(), &o)
                         }
-                        Ok(DeleteOutcome::Deleted(_)) => {}
+                        Ok(DeleteOutcome::Deleted(o)) => {
+                            self.release_service_of(store, &cluster, &o).await
+                        }
                         Err(e) if e.code() == 404 => {}
                         Err(e) => {
                             tracing::warn!(error = %e, %namespace, name, "namespace purge: delete failed");

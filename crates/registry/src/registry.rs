@@ -490,7 +490,7 @@ impl Registry {
             self.after_crd_write(cluster, &r.0, opts.dry_run);
             r
         } else {
-            rs.patch(cluster, namespace, name, kind, patch, sub, opts)
+            self.patch_allocating(rs, cluster, namespace, name, kind, patch, sub, opts)
                 .await?
         };
         self.after_write(rs, cluster, &o, created);

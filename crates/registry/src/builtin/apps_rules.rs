@@ -78,6 +78,38 @@ impl Strategy for StatefulSetStrategy {
     fn validate(&self, obj: &Object) -> Vec<FieldError> {
         crate::builtin::type_rules::validate_workload(obj, "statefulset")
     }
+
+    fn validate_update(&self, new: &Object, old: &Object) -> Vec<FieldError> {
+        let mut errs = self.validate(new);
+        if statefulset_fixed_spec(new) != statefulset_fixed_spec(old) {
+            errs.push(FieldError::forbidden("spec", STATEFULSET_SPEC_FORBIDDEN));
+        }
+        errs
+    }
+}
+
+/// Upstream's (v1.31+) message for a StatefulSet update that changes a
+/// fixed part of the spec.
+const STATEFULSET_SPEC_FORBIDDEN: &str = "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden";
+
+/// The StatefulSet spec without the fields an update may change.
+fn statefulset_fixed_spec(obj: &Object) -> Map<String, Value> {
+    const MUTABLE: [&str; 7] = [
+        "replicas",
+        "ordinals",
+        "template",
+        "updateStrategy",
+        "revisionHistoryLimit",
+        "persistentVolumeClaimRetentionPolicy",
+        "minReadySeconds",
+    ];
+    let mut spec = obj
+        .get("spec")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    spec.retain(|k, _| !MUTABLE.contains(&k.as_str()));
+    spec
 }
 
 /// DaemonSets: generation and upstream defaults.
@@ -170,4 +202,48 @@ pub fn validate_selector_matches_template(obj: &Object) -> Vec<FieldError> {
         )];
     }
     Vec::new()
+}
+
+#[cfg(test)]
+mod statefulset_update_tests {
+    use super::*;
+
+    fn sts(spec: Value) -> Object {
+        let Value::Object(o) = json!({"metadata": {"name": "db"}, "spec": spec}) else {
+            return Object::new();
+        };
+        o
+    }
+
+    #[test]
+    fn only_the_mutable_spec_fields_may_change() {
+        let old = sts(
+            json!({"replicas": 1, "serviceName": "db", "minReadySeconds": 0,
+            "revisionHistoryLimit": 10, "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}),
+        );
+        let mutable = sts(
+            json!({"replicas": 3, "serviceName": "db", "minReadySeconds": 5,
+            "revisionHistoryLimit": 2, "ordinals": {"start": 1},
+            "updateStrategy": {"type": "OnDelete"},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}),
+        );
+        let forbidden = |new: &Object| {
+            StatefulSetStrategy
+                .validate_update(new, &old)
+                .iter()
+                .any(|e| e.field == "spec" && e.detail == STATEFULSET_SPEC_FORBIDDEN)
+        };
+        assert!(!forbidden(&mutable));
+        let renamed = sts(
+            json!({"replicas": 1, "serviceName": "other", "minReadySeconds": 0,
+            "revisionHistoryLimit": 10, "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}),
+        );
+        assert!(forbidden(&renamed));
+        let claims = sts(
+            json!({"replicas": 1, "serviceName": "db", "minReadySeconds": 0,
+            "revisionHistoryLimit": 10, "volumeClaimTemplates": [{"metadata": {"name": "logs"}}]}),
+        );
+        assert!(forbidden(&claims));
+    }
 }

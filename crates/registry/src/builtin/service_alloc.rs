@@ -9,8 +9,9 @@
 //! existed are seen by one scan of the workspace's Services, so their
 //! addresses are never handed out again either. A reservation that no
 //! stored Service backs (a create in flight, or a Service removed without
-//! the registry, as by namespace purge) is honoured for a minute and then
-//! reused.
+//! the registry) is honoured for a minute and then reused. POST, an apply
+//! that creates, and namespace purge all go through the registry (PUT does
+//! not create Services).
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -23,7 +24,7 @@ use crate::options::WriteOptions;
 use crate::registry::Registry;
 use crate::resource::Object;
 use crate::status::{ApiError, ApiResult};
-use crate::store::{ResourceStore, StoreContext};
+use crate::store::{PatchKind, ResourceStore, StoreContext, Subresource};
 use crate::validation::FieldError;
 
 /// The service range: 10.96.0.0/12, as kubeadm's default.
@@ -420,6 +421,53 @@ impl Registry {
                 Err(e)
             }
         }
+    }
+
+    /// `rs.patch`, where an apply that creates a Service allocates its
+    /// addresses first, as a POST does (released if the apply fails).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn patch_allocating(
+        &self,
+        rs: &ResourceStore,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+        kind: PatchKind,
+        patch: &Value,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> ApiResult<(Object, bool)> {
+        let creates = is_services(rs)
+            && kind == PatchKind::Apply
+            && sub == Subresource::Main
+            && matches!(rs.get(cluster, namespace, name).await, Err(e) if e.code() == 404);
+        let applied = patch.as_object().filter(|_| creates).cloned();
+        let Some(mut obj) = applied else {
+            return rs
+                .patch(cluster, namespace, name, kind, patch, sub, opts)
+                .await;
+        };
+        obj.entry("spec").or_insert_with(|| json!({}));
+        let r = self
+            .allocate_service(cluster, &mut obj, opts.dry_run)
+            .await?;
+        // A create racing this one makes the apply an update; the stored
+        // Service then backs the reservation or it goes stale.
+        let result = rs
+            .patch(
+                cluster,
+                namespace,
+                name,
+                kind,
+                &Value::Object(obj),
+                sub,
+                opts,
+            )
+            .await;
+        if result.is_err() {
+            self.release_reservation(cluster, r).await;
+        }
+        result
     }
 
     /// After a delete: frees what a Service held (other kinds: nothing).
