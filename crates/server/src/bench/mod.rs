@@ -312,7 +312,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             duration: args.duration,
             pids,
         };
-        let bench = Bench::new(
+        let mut bench = Bench::new(
             endpoint,
             runner,
             name,
@@ -323,6 +323,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.watches,
             args.watch_rate,
         );
+        bench.etcd_url = match plan {
+            Plan::Spawn(Engine::Etcd) => etcd.as_ref().map(|(_, url)| url.clone()),
+            Plan::Target(_) => args.etcd_endpoint.clone(),
+            Plan::Spawn(Engine::Embedded) => None,
+        };
         bench
             .setup()
             .await
@@ -360,8 +365,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         if wants(Scenario::Watch) {
             match bench.watch_delivery(pids.server).await {
-                Ok((row, memory)) => {
-                    report.rows.push(row);
+                Ok((rows, memory)) => {
+                    report.rows.extend(rows);
                     report.memory.extend(memory);
                 }
                 Err(e) => {

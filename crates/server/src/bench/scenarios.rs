@@ -325,6 +325,9 @@ pub struct Bench {
     pub watch_rate: u64,
     /// Size of one ConfigMap as the server returns it (for raw etcd puts).
     pub object_bytes: Arc<AtomicUsize>,
+    /// The etcd the server stores in, when known: the watch phase then
+    /// also watches it directly, to split delivery latency into stages.
+    pub etcd_url: Option<String>,
     /// Shared by set-up steps.
     pool: Arc<Pool>,
 }
@@ -355,6 +358,7 @@ impl Bench {
             watches,
             watch_rate,
             object_bytes: Arc::default(),
+            etcd_url: None,
         }
     }
 
@@ -818,7 +822,7 @@ impl Bench {
     pub async fn watch_delivery(
         &self,
         server_pid: Option<u32>,
-    ) -> anyhow::Result<(Row, Option<WatchMemory>)> {
+    ) -> anyhow::Result<(Vec<Row>, Option<WatchMemory>)> {
         let n = self.watches;
         let names: Vec<String> = (0..n).map(|i| format!("bw{}-{i}", self.run_id)).collect();
         // Workspaces.
@@ -932,6 +936,14 @@ impl Bench {
             .measure_from_ns
             .store(measure_from.as_nanos() as u64, Ordering::Relaxed);
         let writers = Arc::new(Pool::new(&self.endpoint, self.connections));
+        // Stages of the delivery latency: send -> the create's answer, and
+        // send -> a plain etcd watch on the same etcd sees the write (what
+        // etcd itself adds); the HTTP watch row is send -> the watcher.
+        let acks = Arc::new(Mutex::new(Latencies::new()));
+        let raw_watch = match &self.etcd_url {
+            Some(url) => Some(raw_etcd_watch(url, base, shared.clone()).await?),
+            None => None,
+        };
         let written = Arc::new(AtomicU64::new(0));
         let write_errors = Arc::new(Mutex::new((0u64, Vec::<String>::new())));
         let bar = self.runner.progress.timed(
@@ -946,17 +958,21 @@ impl Bench {
             tokio::time::sleep_until(at.into()).await;
             let ws = &names[(i as usize * 7919) % n];
             let path = format!("/clusters/{ws}/api/v1/namespaces/default/configmaps");
-            let (writers, written, errs, ops) = (
+            let (writers, written, errs, ops, acks, measured) = (
                 writers.clone(),
                 written.clone(),
                 write_errors.clone(),
                 bar.ops.clone(),
+                acks.clone(),
+                shared.measure_from_ns.load(Ordering::Relaxed),
             );
             sends.push(tokio::spawn(async move {
                 let name = format!("e-{i}");
+                let mut sent_at = Duration::ZERO;
                 let r = writers
                     .send_with(|| {
-                        let sent = base.elapsed().as_nanos();
+                        sent_at = base.elapsed();
+                        let sent = sent_at.as_nanos();
                         let ann = format!(r#""{SENT_ANNOTATION}":"{sent}""#);
                         Req::with_body(
                             Method::POST,
@@ -967,6 +983,11 @@ impl Bench {
                         )
                     })
                     .await;
+                if sent_at.as_nanos() >= u128::from(measured)
+                    && let Ok(mut a) = acks.lock()
+                {
+                    a.record(base.elapsed().saturating_sub(sent_at));
+                }
                 let err = match r {
                     Ok(r) if r.status == StatusCode::CREATED => None,
                     Ok(r) => Some(format!(
@@ -1049,6 +1070,28 @@ impl Bench {
             row.latencies(&lat);
         }
         row.ops_per_sec = row.ops as f64 / self.runner.duration.as_secs_f64();
+        let mut rows = vec![row];
+        let mut ack_row = Row::new(
+            "watch phase: create answered",
+            &self.target,
+            self.connections,
+        );
+        if let Ok(a) = acks.lock() {
+            ack_row.ops = a.count();
+            ack_row.latencies(&a);
+        }
+        ack_row.ops_per_sec = ack_row.ops as f64 / self.runner.duration.as_secs_f64();
+        rows.push(ack_row);
+        if let Some(task) = raw_watch {
+            task.abort();
+            let mut raw_row = Row::new("watch phase: raw etcd watch saw it", &self.target, 1);
+            if let Ok(l) = shared.raw_lat.lock() {
+                raw_row.ops = l.count();
+                raw_row.latencies(&l);
+            }
+            raw_row.ops_per_sec = raw_row.ops as f64 / self.runner.duration.as_secs_f64();
+            rows.push(raw_row);
+        }
         let memory = match (rss_before, rss_with, rss_after) {
             (Some(b), Some(w), Some(a)) => Some(WatchMemory {
                 target: self.target.clone(),
@@ -1060,8 +1103,57 @@ impl Bench {
             }),
             _ => None,
         };
-        Ok((row, memory))
+        Ok((rows, memory))
     }
+}
+
+/// Watches all of etcd from now on with a plain `etcd-client` watch and
+/// records send -> seen for every value carrying the send annotation.
+async fn raw_etcd_watch(
+    url: &str,
+    base: Instant,
+    shared: Arc<WatchShared>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut client = etcd_client::Client::connect([url], None)
+        .await
+        .with_context(|| format!("connecting to etcd at {url}"))?;
+    let mut stream = client
+        .watch(
+            vec![0u8],
+            Some(etcd_client::WatchOptions::new().with_from_key()),
+        )
+        .await
+        .context("raw etcd watch")?;
+    Ok(tokio::spawn(async move {
+        let needle = format!("{SENT_ANNOTATION}\":\"");
+        while let Ok(Some(resp)) = stream.message().await {
+            let received = base.elapsed();
+            for ev in resp.events() {
+                let Some(kv) = ev.kv() else { continue };
+                let Some(sent) = sent_ns(kv.value(), needle.as_bytes()) else {
+                    continue;
+                };
+                if sent >= shared.measure_from_ns.load(Ordering::Relaxed)
+                    && let Ok(mut lat) = shared.raw_lat.lock()
+                {
+                    lat.record(received.saturating_sub(Duration::from_nanos(sent)));
+                }
+            }
+        }
+    }))
+}
+
+/// The number after `needle` in a stored object, if any.
+fn sent_ns(value: &[u8], needle: &[u8]) -> Option<u64> {
+    let at = value.windows(needle.len()).position(|w| w == needle)? + needle.len();
+    let digits = value[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&value[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Opens one watch, retrying while its workspace is not resolvable yet.
@@ -1086,6 +1178,8 @@ struct WatchShared {
     samples: Mutex<Vec<String>>,
     /// Only events sent after this (ns since base) count in the latencies.
     measure_from_ns: AtomicU64,
+    /// Send -> seen by a plain etcd watch (etcd targets only).
+    raw_lat: Mutex<Latencies>,
 }
 
 impl WatchShared {
@@ -1252,5 +1346,13 @@ mod tests {
         keep_sample(&mut v, "GET /a/2 -> 404".into());
         keep_sample(&mut v, "PUT /a/2 -> 409".into());
         assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    fn send_time_is_read_from_a_stored_object() {
+        let needle = format!("{SENT_ANNOTATION}\":\"");
+        let doc = configmap("e-1", None, &format!(r#""{SENT_ANNOTATION}":"12345""#), "v");
+        assert_eq!(sent_ns(doc.as_bytes(), needle.as_bytes()), Some(12345));
+        assert_eq!(sent_ns(b"{}", needle.as_bytes()), None);
     }
 }
