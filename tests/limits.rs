@@ -1,7 +1,7 @@
 //! Per-workspace limits through the real binary over HTTP: the object-count
 //! quota (403 at the limit, recovery after a delete, a per-workspace
 //! override), the object size limit (413 on create and on a patch that
-//! grows an object), the 3 MiB body limit (413), and the per-user watch
+//! grows an object), the configured body limit (413), and the per-user watch
 //! limit (429 with Retry-After, freed when a watch ends).
 
 use std::io::{BufRead, BufReader, Write};
@@ -14,6 +14,9 @@ use wsgate_e2e::{Engine, RawResponse, Server, etcd_or_skip};
 
 const DEFAULT_QUOTA: u64 = 25;
 const ROOMY_QUOTA: u64 = 40;
+/// `limits.max_body_bytes` in the test config: below the 3 MiB default, so
+/// a 413 for a body between the two proves the configured value is used.
+const BODY_LIMIT: u64 = 256 << 10;
 
 fn config_file(dir: &std::path::Path) -> Result<std::path::PathBuf> {
     let path = dir.join("limits.toml");
@@ -24,6 +27,7 @@ fn config_file(dir: &std::path::Path) -> Result<std::path::PathBuf> {
 [limits]
 default_object_quota = {DEFAULT_QUOTA}
 max_object_bytes = "64KiB"
+max_body_bytes = "{BODY_LIMIT}"
 max_watches_per_user = 2
 max_watches_per_workspace = 100
 
@@ -208,11 +212,29 @@ fn sizes(s: &Server, engine: &str) -> Result<()> {
     )?;
     expect_status(&r, 413, "RequestEntityTooLarge")?;
 
-    // The request body limit: 3 MiB and one byte.
+    // The request body limit from the config (256 KiB, not the 3 MiB
+    // default): a 300 KiB body is refused for its size as a body, before it
+    // is decoded, and the message names the configured limit.
     let mut huge = configmap("huge");
-    huge["data"]["k"] = json!("y".repeat(3 << 20));
+    huge["data"]["k"] = json!("y".repeat(300 << 10));
     let r = post(s, base, &huge)?;
-    expect_status(&r, 413, "RequestEntityTooLarge")?;
+    let v = expect_status(&r, 413, "RequestEntityTooLarge")?;
+    let msg = v["message"].as_str().unwrap_or_default();
+    ensure!(
+        msg.contains("request body") && msg.contains(&BODY_LIMIT.to_string()),
+        "[{engine}] expected the body limit of {BODY_LIMIT} bytes: {msg}"
+    );
+    // A body under the body limit but over the object limit reaches the
+    // object check instead.
+    let mut mid = configmap("mid");
+    mid["data"]["k"] = json!("z".repeat(200 << 10));
+    let r = post(s, base, &mid)?;
+    let v = expect_status(&r, 413, "RequestEntityTooLarge")?;
+    let msg = v["message"].as_str().unwrap_or_default();
+    ensure!(
+        !msg.contains("request body"),
+        "[{engine}] a body under the limit was refused as a body: {msg}"
+    );
     Ok(())
 }
 

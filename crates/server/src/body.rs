@@ -1,5 +1,6 @@
-//! Request bodies: read with the 3 MiB limit and decoded by Content-Type
-//! (JSON, YAML, Kubernetes protobuf; the patch media types for PATCH).
+//! Request bodies: read with the configured limit (`limits.max_body_bytes`,
+//! 3 MiB by default) and decoded by Content-Type (JSON, YAML, Kubernetes
+//! protobuf; the patch media types for PATCH).
 
 use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
@@ -7,16 +8,33 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use registry::status::Reason;
 use registry::store::PatchKind;
 use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::ApiError;
 
-/// Kubernetes' request body limit.
+/// Kubernetes' request body limit, the default of `limits.max_body_bytes`.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
-fn too_large() -> ApiError {
+/// The limit in force. One process serves one configuration, so the limit is
+/// process-wide and set once at startup (`serve`) rather than threaded
+/// through every handler that reads a body.
+static LIMIT: AtomicUsize = AtomicUsize::new(MAX_BODY_BYTES);
+
+/// Sets the request body limit (from `limits.max_body_bytes`).
+pub fn set_limit(bytes: u64) {
+    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX).max(1);
+    LIMIT.store(bytes, Ordering::Relaxed);
+}
+
+/// The request body limit in force.
+pub fn limit() -> usize {
+    LIMIT.load(Ordering::Relaxed)
+}
+
+fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         Reason::RequestEntityTooLarge,
-        format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes"),
+        format!("the request body is larger than the limit of {limit} bytes"),
     )
 }
 
@@ -25,16 +43,15 @@ pub async fn read(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(too_large());
+    let limit = limit();
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| {
-            // The only way a limited read of a well-formed body fails is the limit.
-            tracing::debug!(error = %e, "reading request body failed");
-            too_large()
-        })
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // The only way a limited read of a well-formed body fails is the limit.
+        tracing::debug!(error = %e, "reading request body failed");
+        too_large(limit)
+    })
 }
 
 /// The media type without parameters, lowercased.

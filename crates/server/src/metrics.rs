@@ -468,11 +468,20 @@ pub fn spawn_workspace_gauges(metrics: Arc<Metrics>, registry: Arc<registry::Reg
     drop(registry);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(WORKSPACE_GAUGE_INTERVAL);
+        // The deleter keeps a running total; the counter gets the increase.
+        let mut deleted_seen = 0u64;
         loop {
             tick.tick().await;
             let Some(registry) = weak.upgrade() else {
                 return;
             };
+            let deleter = registry.workspace_deleter();
+            let deleted = deleter.objects_deleted();
+            metrics.deleted_objects(deleted.saturating_sub(deleted_seen));
+            deleted_seen = deleted;
+            metrics
+                .deletion_prefixes_remaining
+                .set(i64::try_from(deleter.prefixes_remaining()).unwrap_or(i64::MAX));
             let index = registry.workspaces();
             let total = i64::try_from(index.len()).unwrap_or(i64::MAX);
             let pending = i64::try_from(index.pending_deletions()).unwrap_or(i64::MAX);

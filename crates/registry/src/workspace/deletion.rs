@@ -13,10 +13,11 @@
 //! and `delete_completed_at`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dashmap::DashSet;
+use dashmap::{DashMap, DashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use storage::{RangeRequest, Store};
@@ -98,6 +99,10 @@ pub struct Deleter {
     queued: DashSet<ClusterId>,
     /// So that only one replica sweeps a given workspace.
     claims: Claims,
+    /// Objects this replica's sweeps deleted since start (read by metrics).
+    objects_deleted: AtomicU64,
+    /// Prefixes still to sweep, per workspace being swept here (metrics).
+    remaining: DashMap<ClusterId, usize>,
 }
 
 impl Deleter {
@@ -124,11 +129,16 @@ impl Deleter {
             tx,
             queued: DashSet::new(),
             claims: Claims::new(store_for_claims, records_for_claims.claims(), CLAIM_TTL),
+            objects_deleted: AtomicU64::new(0),
+            remaining: DashMap::new(),
         });
         let this = d.clone();
         tokio::spawn(async move {
             while let Some(id) = rx.recv().await {
-                match this.process(&id).await {
+                let outcome = this.process(&id).await;
+                // Progress is reported only while a sweep runs here.
+                this.remaining.remove(&id);
+                match outcome {
                     Ok(()) => {
                         this.queued.remove(&id);
                     }
@@ -152,6 +162,22 @@ impl Deleter {
             }
         });
         d
+    }
+
+    /// Objects deleted by this replica's sweeps since it started.
+    pub fn objects_deleted(&self) -> u64 {
+        self.objects_deleted.load(Ordering::Relaxed)
+    }
+
+    /// Resource prefixes still to sweep, summed over the deletions this
+    /// replica is running now.
+    pub fn prefixes_remaining(&self) -> usize {
+        self.remaining.iter().map(|e| *e.value()).sum()
+    }
+
+    fn count_deleted(&self, n: i64) {
+        self.objects_deleted
+            .fetch_add(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
     }
 
     fn enqueue(&self, id: &ClusterId) {
@@ -338,10 +364,13 @@ impl Deleter {
             self.delete_children(id, &path).await?;
             let mut last_progress = Instant::now();
             rec.resources_total = self.prefixes.len();
+            self.remaining.insert(id.clone(), self.prefixes.len());
             // Custom objects first, while the CRD records that name their
             // prefixes are still there (a restart finds them again).
-            rec.objects_deleted +=
+            let custom =
                 crate::crd::sweep_custom_objects(self.store.as_ref(), &self.root, id).await?;
+            self.count_deleted(custom);
+            rec.objects_deleted += custom;
             for (i, p) in self.prefixes.iter().enumerate() {
                 let name = String::from_utf8_lossy(p.as_bytes()).into_owned();
                 if rec.swept_through.as_ref().is_some_and(|s| name <= *s) {
@@ -350,6 +379,9 @@ impl Deleter {
                 let (start, end) = p.cluster_range(id);
                 let r = self.store.delete_range(&start, &end).await?;
                 rec.resources_done = i + 1;
+                self.remaining
+                    .insert(id.clone(), self.prefixes.len().saturating_sub(i + 1));
+                self.count_deleted(r.deleted);
                 if r.deleted > 0 {
                     rec.objects_deleted += r.deleted;
                     rec.swept_through = Some(name);
@@ -364,7 +396,9 @@ impl Deleter {
             // have landed behind the sweep: sweep again (cheap when empty).
             for p in &self.prefixes {
                 let (start, end) = p.cluster_range(id);
-                rec.objects_deleted += self.store.delete_range(&start, &end).await?.deleted;
+                let late = self.store.delete_range(&start, &end).await?.deleted;
+                self.count_deleted(late);
+                rec.objects_deleted += late;
             }
             rec.resources_done = rec.resources_total;
             rec.delete_completed_at = Some(now_rfc3339());
