@@ -390,6 +390,14 @@ pub struct FairnessSection {
     pub max_in_flight: u32,
     /// Requests one workspace may have in flight at once.
     pub workspace_max_in_flight: u32,
+    /// Seats of the separate pool for reads (get, list, discovery), which
+    /// are answered from memory and so bound by CPU, not I/O: more seats
+    /// than cores only queue them in the runtime, where fairness cannot
+    /// order them. 0 (the default) derives it: twice the cores.
+    pub read_max_in_flight: u32,
+    /// A workspace's share of the read pool; 0 (the default) derives it:
+    /// half the cores, at least 1, so one workspace never owns every core.
+    pub read_workspace_max_in_flight: u32,
     /// Requests one workspace may have waiting; more get 429 at once.
     pub queue_length: u32,
     /// A request waiting longer gets 429.
@@ -402,6 +410,25 @@ pub struct FairnessSection {
     pub exempt_users: Vec<String>,
 }
 
+impl FairnessSection {
+    /// The read pool's seats and per-workspace share: the configured values,
+    /// or derived from the cores this process may use.
+    pub fn read_seats(&self) -> (u32, u32) {
+        let cores = std::thread::available_parallelism()
+            .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+            .unwrap_or(1);
+        let total = match self.read_max_in_flight {
+            0 => cores.saturating_mul(2).max(2),
+            n => n,
+        };
+        let share = match self.read_workspace_max_in_flight {
+            0 => (cores / 2).max(1),
+            n => n,
+        };
+        (total, share.min(total))
+    }
+}
+
 impl Default for FairnessSection {
     fn default() -> Self {
         FairnessSection {
@@ -409,6 +436,8 @@ impl Default for FairnessSection {
             // Upstream's --max-requests-inflight + --max-mutating-requests-inflight.
             max_in_flight: 600,
             workspace_max_in_flight: 150,
+            read_max_in_flight: 0,
+            read_workspace_max_in_flight: 0,
             queue_length: 50,
             // A quarter of upstream's 60 s request timeout, as in APF.
             queue_timeout: Duration::from_secs(15),
@@ -1143,6 +1172,15 @@ impl Config {
                 format!("must be between 1 and max_in_flight ({})", f.max_in_flight),
             ));
         }
+        if f.read_max_in_flight != 0 && f.read_workspace_max_in_flight > f.read_max_in_flight {
+            return Err(problem(
+                "limits.fairness.read_workspace_max_in_flight",
+                format!(
+                    "must be at most read_max_in_flight ({})",
+                    f.read_max_in_flight
+                ),
+            ));
+        }
         positive(f.queue_timeout, "limits.fairness.queue_timeout")?;
         if f.retry_after < Duration::from_secs(1) || f.retry_after.subsec_nanos() != 0 {
             return Err(problem(
@@ -1209,8 +1247,9 @@ impl Config {
         ));
         let f = &l.fairness;
         out.push(if f.enabled {
+            let (reads, read_share) = f.read_seats();
             format!(
-                "fairness: {} in flight, {} per workspace, queue {} for {}",
+                "fairness: reads {reads} in flight, {read_share} per workspace; others {} in flight, {} per workspace; queue {} for {}",
                 f.max_in_flight,
                 f.workspace_max_in_flight,
                 f.queue_length,

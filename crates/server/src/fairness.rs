@@ -74,7 +74,7 @@ impl Rejected {
 }
 
 /// Current occupancy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FairnessStats {
     pub in_flight: u32,
     pub waiting: usize,
@@ -197,6 +197,9 @@ struct Shared {
 #[derive(Clone)]
 pub struct FairAdmission {
     shared: Arc<Shared>,
+    /// The separate pool for reads ([`FairAdmission::admit_read`]); `None`
+    /// means reads share `shared`.
+    reads: Option<Arc<FairAdmission>>,
 }
 
 impl std::fmt::Debug for FairAdmission {
@@ -249,15 +252,47 @@ impl FairAdmission {
                 state: Mutex::new(State::default()),
                 gauges,
             }),
+            reads: None,
+        }
+    }
+
+    /// Two pools, as upstream's priority levels split seats: reads (get,
+    /// list, discovery) are answered from memory and bound by CPU, so their
+    /// pool has about as many seats as cores ([`FairnessSection::read_seats`])
+    /// and one workspace holds a fraction of them; writes wait on storage
+    /// I/O and keep the large `max_in_flight` pool. The gauges follow the
+    /// write pool; [`FairAdmission::stats`] sums both.
+    pub fn with_read_pool(config: &FairnessSection, gauges: Option<(Gauge, Gauge)>) -> Self {
+        let (max_in_flight, workspace_max_in_flight) = config.read_seats();
+        let reads = FairAdmission::new(
+            &FairnessSection {
+                max_in_flight,
+                workspace_max_in_flight,
+                ..config.clone()
+            },
+            None,
+        );
+        FairAdmission {
+            reads: Some(Arc::new(reads)),
+            ..FairAdmission::new(config, gauges)
+        }
+    }
+
+    /// Like [`FairAdmission::admit`], in the read pool when there is one.
+    pub async fn admit_read(&self, workspace: &str, user: &str) -> Result<Permit, Rejected> {
+        match &self.reads {
+            Some(reads) => reads.admit(workspace, user).await,
+            None => self.admit(workspace, user).await,
         }
     }
 
     pub fn stats(&self) -> FairnessStats {
+        let reads = self.reads.as_ref().map(|r| r.stats()).unwrap_or_default();
         let state = self.shared.lock();
         FairnessStats {
-            in_flight: state.in_use,
-            waiting: state.waiting,
-            workspaces: state.workspaces.len(),
+            in_flight: state.in_use + reads.in_flight,
+            waiting: state.waiting + reads.waiting,
+            workspaces: state.workspaces.len() + reads.workspaces,
         }
     }
 
@@ -504,6 +539,7 @@ mod tests {
             queue_timeout: Duration::from_secs(15),
             retry_after: Duration::from_secs(2),
             exempt_users: vec!["admin".into()],
+            ..FairnessSection::default()
         }
     }
 
@@ -826,6 +862,52 @@ mod tests {
         let _b = fair.admit("b", "u").await.expect("b is not");
         drop(_a1);
         assert!(ready(&mut a3).is_some(), "a's own slot freed");
+    }
+
+    #[tokio::test]
+    async fn reads_have_their_own_smaller_pool() {
+        let fair = FairAdmission::with_read_pool(
+            &FairnessSection {
+                read_max_in_flight: 2,
+                read_workspace_max_in_flight: 1,
+                ..settings(8, 4, 4)
+            },
+            None,
+        );
+        let r1 = fair.admit_read("noisy", "bob").await.expect("read seat");
+        // The noisy workspace's share of the read pool is used up...
+        let mut r2 = Box::pin(fair.admit_read("noisy", "bob"));
+        assert!(ready(&mut r2).is_none(), "noisy is at its read share");
+        // ...but another workspace still reads, and writes are untouched.
+        let q = fair
+            .admit_read("quiet", "alice")
+            .await
+            .expect("quiet reads");
+        let w: Vec<_> = futures::future::join_all((0..4).map(|_| fair.admit("noisy", "bob")))
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .expect("writes have their own seats");
+        assert_eq!(fair.stats().in_flight, 2 + 4);
+        assert_eq!(fair.stats().waiting, 1);
+        drop(r1);
+        let r2 = ready(&mut r2).expect("granted").expect("ok");
+        drop((r2, q, w));
+        assert_eq!(fair.stats(), FairnessStats::default());
+    }
+
+    #[test]
+    fn read_seats_are_derived_from_the_cores_unless_set() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let (total, share) = FairnessSection::default().read_seats();
+        assert_eq!(total, (2 * cores).max(2));
+        assert_eq!(share, (cores / 2).max(1));
+        let set = FairnessSection {
+            read_max_in_flight: 7,
+            read_workspace_max_in_flight: 3,
+            ..FairnessSection::default()
+        };
+        assert_eq!(set.read_seats(), (7, 3));
     }
 
     #[tokio::test]

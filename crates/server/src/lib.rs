@@ -342,7 +342,13 @@ async fn serve_request(
     let _permit = if long_running {
         None
     } else {
-        Some(app.fairness.admit(&ws_key, &user.name).await.map_err(|r| {
+        // Reads take the CPU-sized pool, writes the storage-sized one.
+        let admitted = if read_only {
+            app.fairness.admit_read(&ws_key, &user.name).await
+        } else {
+            app.fairness.admit(&ws_key, &user.name).await
+        };
+        Some(admitted.map_err(|r| {
             app.metrics.rejected(r.reason);
             ApiError(r.to_api_error())
         })?)

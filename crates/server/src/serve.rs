@@ -217,7 +217,8 @@ pub async fn serve(
 
     let (audit, audit_writer) = AuditLog::start(&config.audit, metrics.audit_dropped_counter())?;
     crate::body::set_limit(config.limits.max_body_bytes);
-    let fairness = FairAdmission::new(&config.limits.fairness, Some(metrics.fairness_gauges()));
+    let fairness =
+        FairAdmission::with_read_pool(&config.limits.fairness, Some(metrics.fairness_gauges()));
     let limits = Arc::new(config.limits.clone());
     let quota = Arc::new(ObjectQuota::new(
         store,
