@@ -49,19 +49,18 @@ pub struct FairnessArgs {
     pub quiet_rate: u64,
 }
 
-/// The server's fair-admission settings for the run, sized to this
-/// machine: one request in flight per core, at most half of them for one
-/// workspace. Admitted requests are CPU-bound, so a workspace allowed as
-/// many as there are cores would own the CPU, and everybody else's requests
-/// would wait in the run queue before they ever reached the fair queue.
-fn fairness_config(enabled: bool, cores: usize) -> String {
-    let max = cores.max(2);
-    config_with(enabled, max, (max / 2).max(1))
+/// The server's fair-admission settings for the measured run: the shipped
+/// defaults, whose read pool is sized from the cores
+/// ([`crate::config::FairnessSection::read_seats`]).
+fn fairness_config(enabled: bool) -> String {
+    format!("[limits.fairness]\nenabled = {enabled}\n")
 }
 
+/// Explicit read-pool seats (the noisy workspace's LISTs and the quiet
+/// GETs are reads).
 fn config_with(enabled: bool, max: usize, per_workspace: usize) -> String {
     format!(
-        "[limits.fairness]\nenabled = {enabled}\nmax_in_flight = {max}\nworkspace_max_in_flight = {per_workspace}\nqueue_length = {}\n",
+        "[limits.fairness]\nenabled = {enabled}\nread_max_in_flight = {max}\nread_workspace_max_in_flight = {per_workspace}\nqueue_length = {}\n",
         8 * max
     )
 }
@@ -369,8 +368,11 @@ pub async fn run(exe: &Path, run_id: &str, args: &FairnessArgs) -> anyhow::Resul
         args.duration.as_secs_f64(),
         args.warmup.as_secs_f64()
     );
-    let on_config = fairness_config(true, cores);
-    println!("server config (fairness on):\n{on_config}");
+    let on_config = fairness_config(true);
+    let (seats, share) = crate::config::FairnessSection::default().read_seats();
+    println!(
+        "server config (fairness on, defaults: {seats} read seats, {share} per workspace on {cores} cores):\n{on_config}"
+    );
 
     let mut rows = Vec::new();
     let server = Server::start(exe, &on_config).await?;
@@ -391,7 +393,7 @@ pub async fn run(exe: &Path, run_id: &str, args: &FairnessArgs) -> anyhow::Resul
             "with noisy (per-workspace = cores)",
             config_with(true, 2 * cores.max(1), cores.max(1)),
         ),
-        ("with noisy (fairness off)", fairness_config(false, cores)),
+        ("with noisy (fairness off)", fairness_config(false)),
     ] {
         let server = Server::start(exe, &config).await?;
         set_up(&Pool::new(&server.endpoint, 4), &noisy, &quiet).await?;
