@@ -2,7 +2,9 @@
 //! quota (403 at the limit, recovery after a delete, a per-workspace
 //! override), the object size limit (413 on create and on a patch that
 //! grows an object), the configured body limit (413), and the per-user watch
-//! limit (429 with Retry-After, freed when a watch ends).
+//! limit (429 with Retry-After, freed when a watch ends), and fair
+//! admission of reads (a noisy workspace gets 429 with Retry-After while a
+//! quiet workspace's requests all succeed).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -376,5 +378,83 @@ fn quota_and_size_on_etcd() -> Result<()> {
     let s = start(Engine::Etcd(etcd), dir.path())?;
     quota(&s, "etcd")?;
     sizes(&s, "etcd")?;
+    Ok(())
+}
+
+/// Fair admission through real HTTP: a read pool of 2 seats, 1 per
+/// workspace, a queue of 1. Sixteen clients listing in one workspace
+/// cannot all be seated or queued, so some get 429 with Retry-After; the
+/// quiet workspace, one request at a time, always finds the seat the
+/// noisy one may not take. Outcomes are asserted, not timings.
+#[test]
+fn a_noisy_workspace_is_refused_while_a_quiet_one_is_served() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("fair.toml");
+    std::fs::write(
+        &path,
+        "[limits.fairness]\nread_max_in_flight = 2\nread_workspace_max_in_flight = 1\nqueue_length = 1\n",
+    )?;
+    let config = path.to_str().context("utf-8 path")?;
+    let s = Server::start_with(Engine::Embedded, &["--config", config])?;
+    s.create_workspace("noisy")?;
+    s.create_workspace("quiet")?;
+    let noisy_path = "/clusters/noisy/api/v1/namespaces/default/configmaps";
+    let quiet_path = "/clusters/quiet/api/v1/namespaces/default/configmaps";
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    let (quiet_ok, quiet_other) = std::thread::scope(|scope| -> Result<(usize, Vec<String>)> {
+        let mut noisy = Vec::new();
+        for _ in 0..16 {
+            noisy.push(scope.spawn(|| -> Result<()> {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 3000 {
+                    n += 1;
+                    let r = s.request("GET", noisy_path, &[], None)?;
+                    match r.status {
+                        200 => {}
+                        429 => {
+                            expect_status(&r, 429, "TooManyRequests")?;
+                            let retry = r
+                                .headers
+                                .iter()
+                                .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"));
+                            ensure!(retry.is_some(), "429 without Retry-After");
+                            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        other => bail!("noisy LIST: {other} {}", r.text()),
+                    }
+                }
+                Ok(())
+            }));
+        }
+        // The quiet workspace reads while the noisy one is refused.
+        let mut ok = 0;
+        let mut other = Vec::new();
+        for _ in 0..3000 {
+            let r = s.request("GET", quiet_path, &[], None)?;
+            if r.status == 200 {
+                ok += 1;
+            } else {
+                other.push(format!("{} {}", r.status, r.text()));
+            }
+            if refused.load(std::sync::atomic::Ordering::Relaxed) > 0 && ok >= 100 {
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in noisy {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("noisy client panicked"))??;
+        }
+        Ok((ok, other))
+    })?;
+    let refused = refused.into_inner();
+    println!("fairness e2e: noisy refused {refused} times, quiet served {quiet_ok}");
+    ensure!(
+        quiet_other.is_empty(),
+        "quiet requests failed: {quiet_other:?}"
+    );
+    ensure!(quiet_ok >= 100, "quiet served {quiet_ok}");
+    ensure!(refused > 0, "the noisy workspace was never refused");
     Ok(())
 }

@@ -249,8 +249,11 @@ impl ObjectQuota {
         });
     }
 
-    /// Counts the objects of `cluster` in every resource prefix (the
-    /// built-ins, workspaces, and `rs` itself when it is a custom resource).
+    /// Counts the objects of `cluster` in every resource prefix: the
+    /// built-ins, workspaces, every custom resource the workspace serves
+    /// (from the in-memory CRD index, no walk of the workspace), and `rs`.
+    /// Runs only when a counter starts, every [`RECOUNT_AFTER`], and before
+    /// a refusal, so a create pays one count-only range per kind rarely.
     async fn recount(
         &self,
         registry: &Registry,
@@ -264,8 +267,15 @@ impl ObjectQuota {
             .iter()
             .map(|s| s.descriptor.prefix.clone())
             .collect();
-        if !prefixes.contains(&rs.descriptor.prefix) {
-            prefixes.push(rs.descriptor.prefix.clone());
+        let custom = registry.crds().stores_of(cluster);
+        for p in custom
+            .iter()
+            .map(|s| &s.descriptor.prefix)
+            .chain([&rs.descriptor.prefix])
+        {
+            if !prefixes.contains(p) {
+                prefixes.push(p.clone());
+            }
         }
         let qr = QualifiedResource::new(&rs.descriptor.gvk.group, rs.descriptor.plural());
         let counts = futures::future::try_join_all(prefixes.iter().map(|p| {
