@@ -14,6 +14,7 @@ mod namespaces;
 pub mod openapi;
 pub mod options;
 pub mod patch;
+mod prefix_follower;
 pub mod rbac;
 pub mod rbac_source;
 pub mod registry;

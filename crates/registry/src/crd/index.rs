@@ -31,6 +31,7 @@ use crate::discovery::ApiSet;
 use crate::keys::{KeyRoot, ResourcePrefix};
 use crate::metadata::{self, meta_str};
 use crate::openapi::{CustomSchema, Gvk};
+use crate::prefix_follower::{self, PrefixFollower};
 use crate::resource::{ALL_VERBS, Object, ResourceDescriptor};
 use crate::store::{ResourceStore, StoreContext};
 
@@ -672,44 +673,9 @@ impl CrdIndex {
     }
 
     /// Follows the CRD prefix from `from`, reloading after a failed watch.
-    pub fn spawn_watch(self: &Arc<Self>, store: Arc<dyn Store>, mut from: i64) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let req =
-                    WatchRequest::prefix(this.prefix.as_bytes().to_vec()).from_revision(from + 1);
-                match store.watch(req).await {
-                    Ok(mut stream) => {
-                        while let Some(item) = stream.next().await {
-                            match item {
-                                Ok(WatchResponse::Events(evs)) => {
-                                    for ev in evs {
-                                        let rev = ev.revision();
-                                        from = from.max(rev);
-                                        this.clone()
-                                            .apply_event(ev.kind, &ev.kv, rev, store.as_ref())
-                                            .await;
-                                    }
-                                }
-                                Ok(WatchResponse::Progress { revision }) => {
-                                    from = from.max(revision)
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "CRD watch failed; reloading");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "CRD watch could not start"),
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                match this.load(store.as_ref()).await {
-                    Ok(stats) => from = stats.revision,
-                    Err(e) => tracing::warn!(error = %e, "CRD reload failed"),
-                }
-            }
-        });
+    pub fn spawn_watch(self: &Arc<Self>, store: Arc<dyn Store>, from: i64) {
+        let prefix = self.prefix.as_bytes().to_vec();
+        prefix_follower::spawn(self.clone(), prefix, store, from);
     }
 
     /// Removes a deleted CRD's objects in `cluster`: a CRD deleted through
@@ -771,4 +737,20 @@ fn kv_prev_plural(kv: &KeyValue) -> Option<(String, String)> {
     let name = key.rsplit('/').next()?;
     let (plural, group) = name.split_once('.')?;
     Some((group.to_owned(), plural.to_owned()))
+}
+
+#[async_trait::async_trait]
+impl PrefixFollower for CrdIndex {
+    const WHAT: &'static str = "CRD";
+
+    async fn apply(this: &Arc<Self>, event: storage::Event, store: &dyn Store) {
+        let rev = event.revision();
+        this.clone()
+            .apply_event(event.kind, &event.kv, rev, store)
+            .await;
+    }
+
+    async fn reload(this: &Arc<Self>, store: &dyn Store) -> Result<i64, storage::Error> {
+        this.load(store).await.map(|stats| stats.revision)
+    }
 }

@@ -16,6 +16,7 @@ use super::record::{Phase, StoredWorkspace, WorkspaceRecord, parse_time};
 use super::{CLUSTER_ANNOTATION, GROUP, KCP_CLUSTER_ANNOTATION, PATH_ANNOTATION, PLURAL};
 use crate::cluster::{ClusterId, WorkspacePath};
 use crate::keys::{KeyRoot, ResourcePrefix};
+use crate::prefix_follower::{self, PrefixFollower};
 use crate::resource::Object;
 use crate::status::{ApiError, ApiResult, QualifiedResource};
 
@@ -503,44 +504,24 @@ impl WorkspaceIndex {
 
     /// Keeps the index current from a storage watch, reloading after a
     /// compaction or an engine failure.
-    pub fn spawn_watch(self: &Arc<Self>, store: Arc<dyn Store>, mut from: i64) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let req =
-                    WatchRequest::prefix(this.prefix.as_bytes().to_vec()).from_revision(from + 1);
-                match store.watch(req).await {
-                    Ok(mut stream) => {
-                        while let Some(item) = stream.next().await {
-                            match item {
-                                Ok(WatchResponse::Events(evs)) => {
-                                    for ev in evs {
-                                        let rev = ev.revision();
-                                        from = from.max(rev);
-                                        match ev.kind {
-                                            EventKind::Put => this.apply_kv(&ev.kv),
-                                            EventKind::Delete => this.apply_delete(&ev.kv, rev),
-                                        }
-                                    }
-                                }
-                                Ok(WatchResponse::Progress { revision }) => {
-                                    from = from.max(revision)
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "workspace watch failed; reloading");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "workspace watch could not start"),
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                match this.reload(store.as_ref()).await {
-                    Ok(stats) => from = stats.revision,
-                    Err(e) => tracing::warn!(error = %e, "workspace reload failed"),
-                }
-            }
-        });
+    pub fn spawn_watch(self: &Arc<Self>, store: Arc<dyn Store>, from: i64) {
+        let prefix = self.prefix.as_bytes().to_vec();
+        prefix_follower::spawn(self.clone(), prefix, store, from);
+    }
+}
+
+#[async_trait::async_trait]
+impl PrefixFollower for WorkspaceIndex {
+    const WHAT: &'static str = "workspace";
+
+    async fn apply(this: &Arc<Self>, event: storage::Event, _store: &dyn Store) {
+        match event.kind {
+            EventKind::Put => this.apply_kv(&event.kv),
+            EventKind::Delete => this.apply_delete(&event.kv, event.revision()),
+        }
+    }
+
+    async fn reload(this: &Arc<Self>, store: &dyn Store) -> Result<i64, storage::Error> {
+        this.reload(store).await.map(|stats| stats.revision)
     }
 }
