@@ -13,44 +13,8 @@ use registry::resource::Object;
 use registry::store::{ResourceStore, Subresource};
 use registry::{Reason, Registry, RegistryConfig};
 use serde_json::{Value, json};
-use storage::{EmbeddedConfig, EtcdConfig, StorageConfig, Store};
 
-struct Engine {
-    name: &'static str,
-    store: Arc<dyn Store>,
-    root: String,
-    _dir: Option<tempfile::TempDir>,
-    _etcd: Option<storage::testing::EtcdProcess>,
-}
-
-async fn engines(test: &str) -> Vec<Engine> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let embedded = storage::open(&StorageConfig::Embedded(EmbeddedConfig::new(dir.path())))
-        .await
-        .expect("embedded store");
-    let mut out = vec![Engine {
-        name: "embedded",
-        store: embedded,
-        root: "/registry".into(),
-        _dir: Some(dir),
-        _etcd: None,
-    }];
-    if let Some(etcd) = storage::testing::etcd_or_skip(test) {
-        let store = storage::open(&StorageConfig::Etcd(EtcdConfig::new(vec![
-            etcd.endpoint().to_owned(),
-        ])))
-        .await
-        .expect("etcd store");
-        out.push(Engine {
-            name: "etcd",
-            store,
-            root: storage::testing::unique_root("crd"),
-            _dir: None,
-            _etcd: Some(etcd),
-        });
-    }
-    out
-}
+use storage::testing::{TestEngine as Engine, engines};
 
 async fn open(e: &Engine) -> Arc<Registry> {
     Registry::open(

@@ -16,7 +16,7 @@ use registry::store::ResourceStore;
 use registry::watch::{WatchEvent, WatchEvents};
 use registry::{Registry, RegistryConfig};
 use serde_json::{Value, json};
-use storage::{EmbeddedConfig, EtcdConfig, RangeRequest, StorageConfig, Store};
+use storage::{RangeRequest, Store};
 
 struct Engine {
     name: &'static str,
@@ -27,8 +27,8 @@ struct Engine {
     store: Arc<dyn Store>,
     cluster: ClusterId,
     other: ClusterId,
-    _dir: Option<tempfile::TempDir>,
-    _etcd: Option<storage::testing::EtcdProcess>,
+    /// Keeps the engine's directory or etcd process alive.
+    _engine: storage::testing::TestEngine,
 }
 
 async fn open(store: Arc<dyn Store>, root: &str, trusted: bool) -> Arc<Registry> {
@@ -65,36 +65,12 @@ async fn workspace(r: &Registry, name: &str) -> ClusterId {
 
 async fn engines(test: &str) -> Vec<Engine> {
     let mut out = Vec::new();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = storage::open(&StorageConfig::Embedded(EmbeddedConfig::new(dir.path())))
-        .await
-        .expect("embedded store");
-    let a = open(store.clone(), "/registry", true).await;
-    let b = open(store.clone(), "/registry", true).await;
-    let cluster = workspace(&a, "acme").await;
-    let other = workspace(&a, "other").await;
-    out.push(Engine {
-        name: "embedded",
-        a,
-        b,
-        store,
-        cluster,
-        other,
-        _dir: Some(dir),
-        _etcd: None,
-    });
-    if let Some(etcd) = storage::testing::etcd_or_skip(test) {
-        let connect = || async {
-            storage::open(&StorageConfig::Etcd(EtcdConfig::new(vec![
-                etcd.endpoint().to_owned(),
-            ])))
-            .await
-            .expect("etcd store")
-        };
-        let store = connect().await;
-        let root = storage::testing::unique_root(test);
-        let a = open(store.clone(), &root, false).await;
-        let b = open(connect().await, &root, false).await;
+    for engine in storage::testing::engines(test).await {
+        // The embedded engine delivers every event before the write is
+        // visible; Debian's etcd does not promise that.
+        let trusted = engine.etcd.is_none();
+        let a = open(engine.store.clone(), &engine.root, trusted).await;
+        let b = open(engine.connect_again().await, &engine.root, trusted).await;
         let cluster = workspace(&a, "acme").await;
         let other = workspace(&a, "other").await;
         // The second replica learns the workspaces through its index watch.
@@ -107,14 +83,13 @@ async fn engines(test: &str) -> Vec<Engine> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         out.push(Engine {
-            name: "etcd",
+            name: engine.name,
             a,
             b,
-            store,
+            store: engine.store.clone(),
             cluster,
             other,
-            _dir: None,
-            _etcd: Some(etcd),
+            _engine: engine,
         });
     }
     out

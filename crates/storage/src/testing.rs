@@ -352,3 +352,66 @@ fn wait_for_port(url: &str, timeout: Duration) -> std::io::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// One engine opened for a test: the embedded engine in a temporary
+/// directory, or a private etcd process. Dropping it removes both.
+pub struct TestEngine {
+    /// `"embedded"` or `"etcd"`, for assertion messages.
+    pub name: &'static str,
+    pub store: std::sync::Arc<dyn crate::Store>,
+    /// The key root to use: `/registry` on the embedded engine, a root
+    /// unique to this run on etcd.
+    pub root: String,
+    /// The etcd process, for tests that restart it or connect again.
+    pub etcd: Option<EtcdProcess>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestEngine {
+    /// A second, independent connection to the same data (a second
+    /// replica): a new client on etcd, the same store on the embedded
+    /// engine (one process owns its files).
+    pub async fn connect_again(&self) -> std::sync::Arc<dyn crate::Store> {
+        match &self.etcd {
+            Some(etcd) => crate::open(&crate::StorageConfig::Etcd(crate::EtcdConfig::new(vec![
+                etcd.endpoint().to_owned(),
+            ])))
+            .await
+            .expect("second etcd connection"),
+            None => self.store.clone(),
+        }
+    }
+}
+
+/// Every engine a conformance-style test runs against: the embedded engine
+/// always, etcd when installed (a loud skip otherwise, a failure under `CI`).
+pub async fn engines(test: &str) -> Vec<TestEngine> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let embedded = crate::open(&crate::StorageConfig::Embedded(crate::EmbeddedConfig::new(
+        dir.path(),
+    )))
+    .await
+    .expect("embedded store");
+    let mut out = vec![TestEngine {
+        name: "embedded",
+        store: embedded,
+        root: "/registry".into(),
+        etcd: None,
+        _dir: Some(dir),
+    }];
+    if let Some(etcd) = etcd_or_skip(test) {
+        let store = crate::open(&crate::StorageConfig::Etcd(crate::EtcdConfig::new(vec![
+            etcd.endpoint().to_owned(),
+        ])))
+        .await
+        .expect("etcd store");
+        out.push(TestEngine {
+            name: "etcd",
+            store,
+            root: unique_root(test),
+            etcd: Some(etcd),
+            _dir: None,
+        });
+    }
+    out
+}

@@ -16,12 +16,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use kube_core::GroupVersionKind;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use storage::{EventKind, KeyValue, RangeRequest, Store, WatchRequest, WatchResponse};
+use storage::{EventKind, KeyValue, RangeRequest, Store};
 
 use super::definition::{Definition, Names};
 use super::schema::SchemaCache;

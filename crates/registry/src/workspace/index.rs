@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use dashmap::{DashMap, DashSet};
 use foldhash::fast::RandomState;
-use futures::StreamExt;
 use serde_json::Value;
-use storage::{EventKind, KeyValue, RangeRequest, Store, WatchRequest, WatchResponse};
+use storage::{EventKind, KeyValue, RangeRequest, Store};
 
 use super::record::{Phase, StoredWorkspace, WorkspaceRecord, parse_time};
 use super::{CLUSTER_ANNOTATION, GROUP, KCP_CLUSTER_ANNOTATION, PATH_ANNOTATION, PLURAL};
