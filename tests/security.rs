@@ -394,8 +394,8 @@ fn broken_tokens_and_anonymous_requests_on(engine: Engine) -> Result<()> {
             r.text()
         );
     }
-    // Anonymous: /version and health are open; the rest is 403 in root
-    // (upstream's anonymous user) and 401 elsewhere (nothing about which
+    // Anonymous access is off: /version and health are open; everything
+    // else is 401, in root as in any workspace (nothing about which
     // workspaces exist).
     ensure!(get(&s, "/version", None)?.status == 200);
     ensure!(get(&s, "/readyz", None)?.status == 200);
@@ -405,8 +405,9 @@ fn broken_tokens_and_anonymous_requests_on(engine: Engine) -> Result<()> {
         "{}",
         verbose.text()
     );
-    expect_status(&get(&s, "/api/v1/namespaces", None)?, 403, "Forbidden")?;
-    expect_status(&get(&s, "/apis", None)?, 403, "Forbidden")?;
+    expect_status(&get(&s, "/api/v1/namespaces", None)?, 401, "Unauthorized")?;
+    expect_status(&get(&s, "/apis", None)?, 401, "Unauthorized")?;
+    expect_status(&get(&s, "/openapi/v2", None)?, 401, "Unauthorized")?;
     expect_status(
         &get(&s, "/clusters/acme/api/v1/namespaces", None)?,
         401,

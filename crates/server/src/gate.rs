@@ -3,7 +3,8 @@
 //! 1. **authenticate** the client certificate or else the bearer token
 //!    ([`authenticate`]); no credential is the
 //!    anonymous user (or, on `--insecure-http`, the local superuser of the
-//!    insecure port), a bad one is 401;
+//!    insecure port), who may only read `/version` and the health checks
+//!    (401 for everything else), a bad one is 401;
 //! 2. pick the **workspace**: a ServiceAccount token on a path without
 //!    `/clusters/` is served in its own workspace; the token's scope is
 //!    checked *before* the path is resolved, so a workspace outside the
@@ -120,6 +121,12 @@ pub fn resolve(
     target: &Target,
     uri_path: &str,
 ) -> Result<Resolved, ApiError> {
+    // Anonymous access is off: a request without credentials gets 401
+    // everywhere (only /version and the health checks, answered before
+    // this, are open), and so learns nothing about which workspaces exist.
+    if user.is_anonymous() {
+        return Err(unauthorized());
+    }
     let requested = match (requested, &user.workspaces) {
         // A ServiceAccount token without /clusters/ means its own workspace,
         // never root by accident.
@@ -152,11 +159,6 @@ pub fn resolve(
         }
         WorkspaceRef::Path(p) => {
             if !user.workspaces.allows_path(p) {
-                return Err(unauthorized());
-            }
-            // Anonymous users learn nothing about which workspaces exist:
-            // outside root every request of theirs is 401.
-            if user.is_anonymous() && !p.is_root() {
                 return Err(unauthorized());
             }
             let bound = matches!(user.workspaces, WorkspaceScope::Bound { .. });
