@@ -281,19 +281,24 @@ pub fn pod_warnings(pod: &Object) -> Vec<String> {
 /// `spec.template`) of a workload. On update upstream warns only when the
 /// template changed.
 pub fn template_warnings(obj: &Object, old: Option<&Object>, path: &str) -> Vec<String> {
-    let pointer = format!("/{}", path.replace('.', "/"));
-    let template = Value::Object(obj.clone());
-    let template = template.pointer(&pointer);
-    if let Some(old) = old {
-        let before = Value::Object(old.clone());
-        if before.pointer(&pointer) == template {
-            return Vec::new();
-        }
+    let template = at(obj, path);
+    if old.is_some_and(|o| at(o, path) == template) {
+        return Vec::new();
     }
     let Some(t) = template else {
         return Vec::new();
     };
     pod_spec_warnings(path, t.get("spec"), t.get("metadata"))
+}
+
+/// The value at a dotted path of an object (no copy of the object).
+fn at<'a>(obj: &'a Object, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut cur = obj.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.get(p)?;
+    }
+    Some(cur)
 }
 
 #[cfg(test)]

@@ -248,6 +248,7 @@ impl Registry {
         // asking any budget; a conflict with a concurrent change retries
         // unless the caller pinned a resourceVersion.
         let mut pod = None;
+        let mut last_conflict = None;
         for _ in 0..EVICTION_RETRIES {
             let current = pods.get(cluster, Some(namespace), name).await?;
             if !can_ignore_pdb(&current) {
@@ -263,13 +264,16 @@ impl Registry {
                 .mark_and_delete_pod(&pods, cluster, namespace, name, opts)
                 .await
             {
-                Err(e) if e.reason == Reason::Conflict && !caller_pinned => continue,
+                Err(e) if e.reason == Reason::Conflict && !caller_pinned => {
+                    last_conflict = Some(e);
+                }
                 Err(e) => return Err(e),
                 Ok(()) => return Ok((201, success(201))),
             }
         }
+        // Out of retries: the last conflict, as upstream's retry.OnError.
         let Some(pod) = pod else {
-            return Err(ApiError::modified(&pods_qr(), name));
+            return Err(last_conflict.unwrap_or_else(|| ApiError::modified(&pods_qr(), name)));
         };
 
         let mut pinned = false;
