@@ -1378,6 +1378,36 @@ async fn deprecated_types_and_fields_warn() -> Result<()> {
         assert_eq!(r.status, 201, "{engine}");
         assert!(warnings(&r).is_empty(), "{engine}: {:?}", warnings(&r));
 
+        // The legacy Ingress class annotation warns on create, not on update.
+        let ing = "/clusters/acme/apis/networking.k8s.io/v1/namespaces/default/ingresses";
+        let ing_body = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "legacy", "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+            "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}});
+        let r = server.request(
+            "POST",
+            ing,
+            &[("Content-Type", "application/json")],
+            Some(ing_body.to_string().as_bytes()),
+        )?;
+        assert_eq!(r.status, 201, "{engine}: {}", r.text());
+        assert_eq!(
+            warnings(&r),
+            [
+                r#"299 - "annotation \"kubernetes.io/ingress.class\" is deprecated, please use 'spec.ingressClassName' instead""#
+            ],
+            "{engine}"
+        );
+        let mut updated: Value = serde_json::from_slice(&r.body)?;
+        updated["metadata"]["labels"] = json!({"touched": "yes"});
+        let r = server.request(
+            "PUT",
+            &format!("{ing}/legacy"),
+            &[("Content-Type", "application/json")],
+            Some(updated.to_string().as_bytes()),
+        )?;
+        assert_eq!(r.status, 200, "{engine}: {}", r.text());
+        assert!(warnings(&r).is_empty(), "{engine}: {:?}", warnings(&r));
+
         // kubectl prints them.
         let Some(k) = kubectl(&server, "acme", "deprecated_types_and_fields_warn")? else {
             continue;

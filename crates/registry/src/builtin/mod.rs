@@ -214,6 +214,7 @@ fn validated(
     type_rules::Validated {
         generation,
         validate,
+        warnings: None,
     }
 }
 
@@ -351,7 +352,10 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
         // networking.k8s.io/v1
         Entry::new::<networking::IngressClass>(r, &[], &[]),
         Entry::new::<networking::Ingress>(r, &["ing"], &[])
-            .strategy(validated(true, type_rules::validate_ingress))
+            .strategy(type_rules::Validated {
+                warnings: Some(type_rules::ingress_warnings),
+                ..validated(true, type_rules::validate_ingress)
+            })
             .status(),
         Entry::new::<networking::NetworkPolicy>(r, &["netpol"], &[])
             .strategy(validated(true, type_rules::validate_network_policy)),
