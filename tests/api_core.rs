@@ -1560,6 +1560,21 @@ async fn put_creates_only_where_upstream_allows() -> Result<()> {
             let (code, again) = call(&server, "PUT", &path, Some(got))?;
             assert_eq!(code, 200, "{engine} {path}: {again}");
         }
+        // A create by PUT obeys the namespace lifecycle like a POST.
+        let (code, status) = call(
+            &server,
+            "PUT",
+            &format!("{apis}/coordination.k8s.io/v1/namespaces/nope/leases/l"),
+            Some(
+                json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "l", "namespace": "nope"}}),
+            ),
+        )?;
+        assert_eq!(
+            (code, status["message"].as_str()),
+            (404, Some("namespaces \"nope\" not found")),
+            "{engine}: {status}"
+        );
         // The Service PUT created was allocated its ClusterIP like a POST.
         let (_, svc) = server.get_json(&format!("{ns}/services/svc"), None)?;
         let ip = svc["spec"]["clusterIP"].as_str().unwrap_or_default();
