@@ -303,10 +303,13 @@ async fn eviction_honours_disruption_budgets() -> Result<()> {
             pods.create(&PostParams::default(), &pod(name, json!({"app": "web"}))?)
                 .await?;
         }
+        // Ready: an unready pod would go without a decrement while the
+        // budget's application is healthy (upstream's IfHealthyBudget).
         pods.patch_status(
             "w1",
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": "Running"}})),
+            &Patch::Merge(json!({"status": {"phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}]}})),
         )
         .await?;
 
@@ -849,14 +852,21 @@ async fn services_applied_or_purged_go_through_the_allocator() -> Result<()> {
             svc("s0", json!({"type": "NodePort", "ports": port})),
         )?;
         assert_eq!(code, 200, "{engine}: {body}");
-        // PUT does not create Services here (404), so it cannot skip the allocator.
+        // A PUT creates Services (as upstream's strategy allows), through
+        // the allocator: a taken address is refused like a POST's.
         let (code, body) = call(
             &server,
             "PUT",
             &format!("{base}/default/services/put"),
             Some(svc("put", json!({"clusterIP": "10.96.5.5", "ports": port}))),
         )?;
-        assert_eq!(code, 404, "{engine}: {body}");
+        assert_eq!(code, 422, "{engine}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("provided IP is already allocated")),
+            "{engine}: {body}"
+        );
         // A namespace's purge frees its Services' addresses at once.
         let (code, _) = call(
             &server,
@@ -930,6 +940,716 @@ async fn statefulset_updates_touch_only_the_mutable_spec() -> Result<()> {
             "StatefulSet.apps \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
             "{engine}"
         );
+    }
+    Ok(())
+}
+
+/// The storage revision as a consistent list reports it: a write anywhere
+/// in the store moves it.
+fn store_revision(server: &Server, path: &str) -> Result<String> {
+    let (code, list) = server.get_json(path, None)?;
+    ensure!(code == 200, "{path}: {code} {list}");
+    list["metadata"]["resourceVersion"]
+        .as_str()
+        .map(str::to_owned)
+        .context("list resourceVersion")
+}
+
+fn rv_of(v: &Value) -> String {
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eviction_dry_run_and_unhealthy_pod_policy() -> Result<()> {
+    for (engine, server) in servers_for("eviction_dry_run_and_unhealthy_pod_policy")? {
+        server.create_workspace("acme")?;
+        let c = client(&server, "acme")?;
+        let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(c.clone(), "default");
+        let base = "/clusters/acme/api/v1/namespaces/default/pods";
+        let pdb_path = "/clusters/acme/apis/policy/v1/namespaces/default/poddisruptionbudgets/web";
+        pdbs.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "web"},
+                "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}}))?,
+        )
+        .await?;
+        let budget = |generation: i64, allowed: i64, current: i64| {
+            Patch::Merge(json!({"status": {"observedGeneration": generation,
+                "disruptionsAllowed": allowed, "currentHealthy": current,
+                "desiredHealthy": 2, "expectedPods": 3}}))
+        };
+        pdbs.patch_status("web", &PatchParams::default(), &budget(1, 1, 3))
+            .await?;
+        // A running pod: Ready or not, as a kubelet would report it.
+        let running = |ready: &str| {
+            Patch::Merge(json!({"status": {"phase": "Running",
+                "conditions": [{"type": "Ready", "status": ready}]}}))
+        };
+        for (name, ready) in [("ready", "True"), ("unready", "False")] {
+            pods.create(&PostParams::default(), &pod(name, json!({"app": "web"}))?)
+                .await?;
+            pods.patch_status(name, &PatchParams::default(), &running(ready))
+                .await?;
+        }
+        let evict = |name: &str, query: &str, dry_body: bool| -> Result<(u16, Value)> {
+            let mut body = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name}});
+            if dry_body {
+                body["deleteOptions"] = json!({"dryRun": ["All"]});
+            }
+            call(
+                &server,
+                "POST",
+                &format!("{base}/{name}/eviction{query}"),
+                Some(body),
+            )
+        };
+
+        // dryRun, in the query or in deleteOptions: answered like the real
+        // eviction, nothing written anywhere.
+        let revision = store_revision(&server, "/clusters/acme/api/v1/namespaces/default/pods")?;
+        let (_, pdb_before) = server.get_json(pdb_path, None)?;
+        let (_, pod_before) = server.get_json(&format!("{base}/ready"), None)?;
+        for (query, in_body) in [("?dryRun=All", false), ("", true)] {
+            let (code, body) = evict("ready", query, in_body)?;
+            assert_eq!(
+                (code, body["status"].as_str()),
+                (201, Some("Success")),
+                "{engine} {query} {in_body}: {body}"
+            );
+        }
+        let (_, pdb_after) = server.get_json(pdb_path, None)?;
+        let (code, pod_after) = server.get_json(&format!("{base}/ready"), None)?;
+        assert_eq!(code, 200, "{engine}: a dry-run eviction deleted the pod");
+        assert_eq!(
+            rv_of(&pod_after),
+            rv_of(&pod_before),
+            "{engine}: pod written"
+        );
+        assert_eq!(
+            rv_of(&pdb_after),
+            rv_of(&pdb_before),
+            "{engine}: budget written"
+        );
+        assert_eq!(pdb_after["status"]["disruptionsAllowed"], 1, "{engine}");
+        assert_eq!(
+            store_revision(&server, "/clusters/acme/api/v1/namespaces/default/pods")?,
+            revision,
+            "{engine}: a dry run moved the storage revision"
+        );
+
+        // An exhausted budget refuses the dry run exactly as the real one,
+        // with upstream's message and no Retry-After.
+        pdbs.patch_status("web", &PatchParams::default(), &budget(1, 0, 2))
+            .await?;
+        for query in ["?dryRun=All", ""] {
+            let r = server.request(
+                "POST",
+                &format!("{base}/ready/eviction{query}"),
+                &[("Content-Type", "application/json")],
+                Some(
+                    json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                        "metadata": {"name": "ready"}})
+                    .to_string()
+                    .as_bytes(),
+                ),
+            )?;
+            let body: Value = serde_json::from_slice(&r.body)?;
+            assert_eq!(r.status, 429, "{engine} {query}: {body}");
+            assert_eq!(
+                body["details"]["causes"][0]["message"],
+                "The disruption budget web needs 2 healthy pods and has 2 currently",
+                "{engine}"
+            );
+            assert!(body["details"].get("retryAfterSeconds").is_none(), "{body}");
+            assert_eq!(r.header("Retry-After"), None, "{engine}");
+        }
+
+        // The unready pod under the default IfHealthyBudget: refused while
+        // the application is short of healthy pods.
+        pdbs.patch_status("web", &PatchParams::default(), &budget(1, 0, 1))
+            .await?;
+        let (code, body) = evict("unready", "", false)?;
+        assert_eq!(code, 429, "{engine}: {body}");
+
+        // A spec change the controller has not observed yet: 429 saying so,
+        // with Retry-After 10, for the ready pod.
+        pdbs.patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unhealthyPodEvictionPolicy": "AlwaysAllow"}})),
+        )
+        .await?;
+        let r = server.request(
+            "POST",
+            &format!("{base}/ready/eviction?dryRun=All"),
+            &[("Content-Type", "application/json")],
+            Some(
+                json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "ready"}})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        )?;
+        let body: Value = serde_json::from_slice(&r.body)?;
+        assert_eq!(r.status, 429, "{engine}: {body}");
+        assert_eq!(
+            body["details"]["causes"][0]["message"],
+            "The disruption budget web is still being processed by the server.",
+            "{engine}"
+        );
+        assert_eq!(body["details"]["retryAfterSeconds"], 10, "{engine}");
+        assert_eq!(r.header("Retry-After"), Some("10"), "{engine}");
+
+        // AlwaysAllow: the unready pod goes although the budget is spent,
+        // and takes nothing from it.
+        pdbs.patch_status("web", &PatchParams::default(), &budget(2, 0, 1))
+            .await?;
+        let (code, body) = evict("unready", "?dryRun=All", false)?;
+        assert_eq!(code, 201, "{engine}: {body}");
+        assert!(
+            pods.get_opt("unready").await?.is_some(),
+            "{engine}: dry run"
+        );
+        let (code, body) = evict("unready", "", false)?;
+        assert_eq!(code, 201, "{engine}: {body}");
+        assert!(
+            pods.get_opt("unready").await?.is_none(),
+            "{engine}: evicted"
+        );
+        let status = pdbs.get_status("web").await?.status.context("status")?;
+        assert_eq!(status.disruptions_allowed, 0, "{engine}: no decrement");
+        assert!(
+            !status
+                .disrupted_pods
+                .unwrap_or_default()
+                .contains_key("unready"),
+            "{engine}"
+        );
+        // ... but the policy is for unready pods only.
+        let (code, _) = evict("ready", "", false)?;
+        assert_eq!(code, 429, "{engine}: a ready pod is still protected");
+
+        // IfHealthyBudget with a healthy application: an unready pod goes
+        // without a decrement.
+        pdbs.patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unhealthyPodEvictionPolicy": "IfHealthyBudget"}})),
+        )
+        .await?;
+        pdbs.patch_status("web", &PatchParams::default(), &budget(3, 0, 2))
+            .await?;
+        pods.create(&PostParams::default(), &pod("late", json!({"app": "web"}))?)
+            .await?;
+        pods.patch_status("late", &PatchParams::default(), &running("False"))
+            .await?;
+        let (code, body) = evict("late", "", false)?;
+        assert_eq!(code, 201, "{engine}: {body}");
+        assert!(pods.get_opt("late").await?.is_none(), "{engine}");
+
+        // A real eviction of the ready pod takes the last disruption and
+        // marks the budget.
+        pdbs.patch_status("web", &PatchParams::default(), &budget(3, 1, 3))
+            .await?;
+        let (code, body) = evict("ready", "", false)?;
+        assert_eq!(code, 201, "{engine}: {body}");
+        assert!(pods.get_opt("ready").await?.is_none(), "{engine}");
+        let (_, pdb) = server.get_json(pdb_path, None)?;
+        assert_eq!(pdb["status"]["disruptionsAllowed"], 0, "{engine}");
+        let cond = pdb["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "DisruptionAllowed")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            (cond["status"].as_str(), cond["reason"].as_str()),
+            (Some("False"), Some("InsufficientPods")),
+            "{engine}: {pdb}"
+        );
+
+        // Two budgets for one pod: upstream's 500 Status, pod kept.
+        pdbs.create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "everything"}, "spec": {"selector": {}}}),
+            )?,
+        )
+        .await?;
+        pods.create(&PostParams::default(), &pod("both", json!({"app": "web"}))?)
+            .await?;
+        pods.patch_status("both", &PatchParams::default(), &running("True"))
+            .await?;
+        let (code, body) = evict("both", "?dryRun=All", false)?;
+        assert_eq!(code, 500, "{engine}: {body}");
+        assert_eq!(
+            (body["status"].as_str(), body["message"].as_str()),
+            (
+                Some("Failure"),
+                Some(
+                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+                )
+            ),
+            "{engine}"
+        );
+        assert!(pods.get_opt("both").await?.is_some(), "{engine}");
+        // The name in the body must be the pod's.
+        let (code, _) = call(
+            &server,
+            "POST",
+            &format!("{base}/both/eviction"),
+            Some(
+                json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "other"}}),
+            ),
+        )?;
+        assert_eq!(code, 400, "{engine}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_drain_server_dry_run_evicts_nothing() -> Result<()> {
+    for (engine, server) in servers_for("kubectl_drain_server_dry_run_evicts_nothing")? {
+        server.create_workspace("acme")?;
+        let Some(k) = kubectl(
+            &server,
+            "acme",
+            "kubectl_drain_server_dry_run_evicts_nothing",
+        )?
+        else {
+            return Ok(());
+        };
+        let c = client(&server, "acme")?;
+        let nodes: Api<Node> = Api::all(c.clone());
+        nodes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "n1"}}))?,
+            )
+            .await?;
+        let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+        let mut p = pod("on-n1", json!({"app": "web"}))?;
+        if let Some(spec) = p.spec.as_mut() {
+            spec.node_name = Some("n1".into());
+        }
+        pods.create(&PostParams::default(), &p).await?;
+        pods.patch_status(
+            "on-n1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}]}})),
+        )
+        .await?;
+        let before = pods.get("on-n1").await?.metadata.resource_version;
+
+        let out = k.run(&[
+            "drain",
+            "n1",
+            "--dry-run=server",
+            "--force",
+            "--timeout=20s",
+        ])?;
+        println!(
+            "{engine}: drain stdout {} stderr {}",
+            out.stdout, out.stderr
+        );
+        assert!(out.success, "{engine}: {}{}", out.stderr, out.stdout);
+        assert!(
+            out.stdout
+                .contains("evicting pod default/on-n1 (server dry run)"),
+            "{engine}: {}",
+            out.stdout
+        );
+        let after = pods.get("on-n1").await?;
+        assert_eq!(
+            after.metadata.resource_version, before,
+            "{engine}: pod written"
+        );
+        let node = nodes.get("n1").await?;
+        assert_ne!(
+            node.spec.and_then(|s| s.unschedulable),
+            Some(true),
+            "{engine}: a server dry run cordoned the node"
+        );
+
+        // With a budget that allows nothing the dry run is refused (kubectl
+        // retries the 429 until its timeout).
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(c.clone(), "default");
+        pdbs.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "web"},
+                "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}}}))?,
+        )
+        .await?;
+        pdbs.patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"observedGeneration": 1, "disruptionsAllowed": 0,
+                "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}}),
+            ),
+        )
+        .await?;
+        let out = k.run(&["drain", "n1", "--dry-run=server", "--force", "--timeout=3s"])?;
+        println!(
+            "{engine}: blocked drain stdout {} stderr {}",
+            out.stdout, out.stderr
+        );
+        assert!(!out.success, "{engine}: drain passed a zero budget");
+        assert!(
+            out.stderr
+                .contains("Cannot evict pod as it would violate the pod's disruption budget"),
+            "{engine}: {}",
+            out.stderr
+        );
+        assert!(pods.get_opt("on-n1").await?.is_some(), "{engine}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deprecated_types_and_fields_warn() -> Result<()> {
+    for (engine, server) in servers_for("deprecated_types_and_fields_warn")? {
+        server.create_workspace("acme")?;
+        let warnings = |r: &wsgate_e2e::RawResponse| -> Vec<String> {
+            r.headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("warning"))
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        // componentstatuses: deprecated in 1.19, served in 1.32; every verb warns.
+        for path in [
+            "/clusters/acme/api/v1/componentstatuses",
+            "/clusters/acme/api/v1/componentstatuses/etcd-0",
+        ] {
+            let r = server.request("GET", path, &[], None)?;
+            assert_eq!(r.status, 200, "{engine} {path}");
+            assert_eq!(
+                warnings(&r),
+                [r#"299 - "v1 ComponentStatus is deprecated in v1.19+""#],
+                "{engine} {path}"
+            );
+        }
+        let r = server.request("GET", "/clusters/acme/api/v1/configmaps", &[], None)?;
+        assert!(warnings(&r).is_empty(), "{engine}: {:?}", warnings(&r));
+
+        // A pod using a deprecated node label and volume plugin: created, with
+        // upstream's field warnings.
+        let (pod_body, _) = (
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "old"},
+                "spec": {"nodeSelector": {"beta.kubernetes.io/arch": "amd64"},
+                    "volumes": [{"name": "src", "gitRepo": {"repository": "https://example.com/r"}}],
+                    "containers": [{"name": "c", "image": "nginx"}]}}),
+            (),
+        );
+        let r = server.request(
+            "POST",
+            "/clusters/acme/api/v1/namespaces/default/pods",
+            &[("Content-Type", "application/json")],
+            Some(pod_body.to_string().as_bytes()),
+        )?;
+        assert_eq!(r.status, 201, "{engine}: {}", r.text());
+        assert_eq!(
+            warnings(&r),
+            [
+                r#"299 - "spec.nodeSelector[beta.kubernetes.io/arch]: deprecated since v1.14; use \"kubernetes.io/arch\" instead""#,
+                r#"299 - "spec.volumes[0].gitRepo: deprecated in v1.11""#,
+            ],
+            "{engine}"
+        );
+        // A dry-run create warns the same; a clean pod does not.
+        let r = server.request(
+            "POST",
+            "/clusters/acme/api/v1/namespaces/default/pods?dryRun=All",
+            &[("Content-Type", "application/json")],
+            Some(
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "new"},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}})
+                .to_string()
+                .as_bytes(),
+            ),
+        )?;
+        assert_eq!(r.status, 201, "{engine}");
+        assert!(warnings(&r).is_empty(), "{engine}: {:?}", warnings(&r));
+
+        // The legacy Ingress class annotation warns on create, not on update.
+        let ing = "/clusters/acme/apis/networking.k8s.io/v1/namespaces/default/ingresses";
+        let ing_body = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "legacy", "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+            "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}});
+        let r = server.request(
+            "POST",
+            ing,
+            &[("Content-Type", "application/json")],
+            Some(ing_body.to_string().as_bytes()),
+        )?;
+        assert_eq!(r.status, 201, "{engine}: {}", r.text());
+        assert_eq!(
+            warnings(&r),
+            [
+                r#"299 - "annotation \"kubernetes.io/ingress.class\" is deprecated, please use 'spec.ingressClassName' instead""#
+            ],
+            "{engine}"
+        );
+        let mut updated: Value = serde_json::from_slice(&r.body)?;
+        updated["metadata"]["labels"] = json!({"touched": "yes"});
+        let r = server.request(
+            "PUT",
+            &format!("{ing}/legacy"),
+            &[("Content-Type", "application/json")],
+            Some(updated.to_string().as_bytes()),
+        )?;
+        assert_eq!(r.status, 200, "{engine}: {}", r.text());
+        assert!(warnings(&r).is_empty(), "{engine}: {:?}", warnings(&r));
+
+        // kubectl prints them.
+        let Some(k) = kubectl(&server, "acme", "deprecated_types_and_fields_warn")? else {
+            continue;
+        };
+        let out = k.run(&["get", "componentstatuses"])?;
+        assert!(out.success, "{engine}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("Warning: v1 ComponentStatus is deprecated in v1.19+"),
+            "{engine}: {}",
+            out.stderr
+        );
+        let dir = tempfile::tempdir()?;
+        let manifest = dir.path().join("deploy.yaml");
+        std::fs::write(
+            &manifest,
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: legacy\nspec:\n  selector:\n    matchLabels: {app: legacy}\n  template:\n    metadata:\n      labels: {app: legacy}\n    spec:\n      nodeSelector:\n        beta.kubernetes.io/os: linux\n      containers:\n      - name: c\n        image: nginx\n",
+        )?;
+        let path = manifest.to_string_lossy().into_owned();
+        let out = k.run(&["apply", "-f", &path])?;
+        assert!(out.success, "{engine}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(
+                r#"Warning: spec.template.spec.nodeSelector[beta.kubernetes.io/os]: deprecated since v1.14; use "kubernetes.io/os" instead"#
+            ),
+            "{engine}: {}",
+            out.stderr
+        );
+        // Re-applying the same template changes nothing and warns of nothing.
+        let out = k.run(&["apply", "-f", &path])?;
+        assert!(out.success, "{engine}: {}", out.stderr);
+        assert!(!out.stderr.contains("Warning:"), "{engine}: {}", out.stderr);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn put_creates_only_where_upstream_allows() -> Result<()> {
+    for (engine, server) in servers_for("put_creates_only_where_upstream_allows")? {
+        server.create_workspace("acme")?;
+        let ns = "/clusters/acme/api/v1/namespaces/default";
+        let apis = "/clusters/acme/apis";
+        // Upstream strategies with AllowCreateOnUpdate() == false: 404.
+        let refused = [
+            (
+                format!("{ns}/configmaps/cm"),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}),
+            ),
+            (
+                format!("{ns}/pods/p"),
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}),
+            ),
+            (
+                format!("{ns}/secrets/s"),
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}),
+            ),
+            (
+                format!("{apis}/apps/v1/namespaces/default/deployments/d"),
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+            ),
+            (
+                format!("{apis}/scheduling.k8s.io/v1/priorityclasses/pc"),
+                json!({"apiVersion": "scheduling.k8s.io/v1",
+                "kind": "PriorityClass", "metadata": {"name": "pc"}, "value": 10}),
+            ),
+            (
+                format!("{apis}/storage.k8s.io/v1/storageclasses/sc"),
+                json!({"apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass", "metadata": {"name": "sc"}, "provisioner": "x"}),
+            ),
+        ];
+        for (path, body) in refused {
+            let (code, status) = call(&server, "PUT", &path, Some(body))?;
+            assert_eq!(
+                (code, status["reason"].as_str()),
+                (404, Some("NotFound")),
+                "{engine} {path}: {status}"
+            );
+            let (code, _) = server.get_json(&path, None)?;
+            assert_eq!(code, 404, "{engine} {path}: created anyway");
+        }
+        // ... and true: 201 Created, then 200 for the next PUT.
+        let allowed = [
+            (
+                format!("{apis}/coordination.k8s.io/v1/namespaces/default/leases/l"),
+                json!({"apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease", "metadata": {"name": "l"}, "spec": {"holderIdentity": "me"}}),
+            ),
+            (
+                format!("{apis}/rbac.authorization.k8s.io/v1/namespaces/default/roles/r"),
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role", "metadata": {"name": "r"}, "rules": []}),
+            ),
+            (
+                format!("{apis}/rbac.authorization.k8s.io/v1/clusterroles/cr"),
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole", "metadata": {"name": "cr"}, "rules": []}),
+            ),
+            (
+                format!("{ns}/endpoints/ep"),
+                json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "ep"}}),
+            ),
+            (
+                format!("{ns}/limitranges/lr"),
+                json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "lr"},
+                "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}}]}}),
+            ),
+            (
+                format!("{ns}/events/ev"),
+                json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ev"},
+                "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"}, "reason": "Test", "message": "m", "type": "Normal"}),
+            ),
+            (
+                format!("{apis}/node.k8s.io/v1/runtimeclasses/rc"),
+                json!({"apiVersion": "node.k8s.io/v1",
+                "kind": "RuntimeClass", "metadata": {"name": "rc"}, "handler": "runc"}),
+            ),
+            (
+                format!("{ns}/services/svc"),
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"},
+                "spec": {"ports": [{"port": 80}]}}),
+            ),
+        ];
+        for (path, body) in allowed {
+            // A dry run answers 201 and stores nothing.
+            let (code, created) = call(
+                &server,
+                "PUT",
+                &format!("{path}?dryRun=All"),
+                Some(body.clone()),
+            )?;
+            assert_eq!(code, 201, "{engine} {path}: {created}");
+            let (code, _) = server.get_json(&path, None)?;
+            assert_eq!(code, 404, "{engine} {path}: dry run stored");
+            // A resourceVersion in the body of a create is ignored, as upstream.
+            let mut with_rv = body.clone();
+            with_rv["metadata"]["resourceVersion"] = json!("12345");
+            let (code, created) = call(&server, "PUT", &path, Some(with_rv))?;
+            assert_eq!(code, 201, "{engine} {path}: {created}");
+            assert!(created["metadata"]["uid"].is_string(), "{engine} {path}");
+            let (code, got) = server.get_json(&path, None)?;
+            assert_eq!(
+                (code, rv_of(&got)),
+                (200, rv_of(&created)),
+                "{engine} {path}"
+            );
+            let (code, again) = call(&server, "PUT", &path, Some(got))?;
+            assert_eq!(code, 200, "{engine} {path}: {again}");
+        }
+        // A create by PUT obeys the namespace lifecycle like a POST.
+        let (code, status) = call(
+            &server,
+            "PUT",
+            &format!("{apis}/coordination.k8s.io/v1/namespaces/nope/leases/l"),
+            Some(
+                json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "l", "namespace": "nope"}}),
+            ),
+        )?;
+        assert_eq!(
+            (code, status["message"].as_str()),
+            (404, Some("namespaces \"nope\" not found")),
+            "{engine}: {status}"
+        );
+        // The Service PUT created was allocated its ClusterIP like a POST.
+        let (_, svc) = server.get_json(&format!("{ns}/services/svc"), None)?;
+        let ip = svc["spec"]["clusterIP"].as_str().unwrap_or_default();
+        assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{engine}: {svc}");
+
+        // kube-rs `replace` of a missing Lease creates it.
+        let c = client(&server, "acme")?;
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(c.clone(), "default");
+        let lease: k8s_openapi::api::coordination::v1::Lease = serde_json::from_value(
+            json!({"metadata": {"name": "kube"}, "spec": {"holderIdentity": "a"}}),
+        )?;
+        leases
+            .replace("kube", &PostParams::default(), &lease)
+            .await?;
+        assert!(leases.get_opt("kube").await?.is_some(), "{engine}");
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(c, "default");
+        let cm: k8s_openapi::api::core::v1::ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "kube"}}))?;
+        let err = cms
+            .replace("kube", &PostParams::default(), &cm)
+            .await
+            .expect_err("a ConfigMap PUT must not create");
+        assert_eq!(api_err(&err).0, 404, "{engine}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_resize_is_not_served_in_1_32() -> Result<()> {
+    for (engine, server) in servers_for("pod_resize_is_not_served_in_1_32")? {
+        server.create_workspace("acme")?;
+        let c = client(&server, "acme")?;
+        let pods: Api<Pod> = Api::namespaced(c, "default");
+        pods.create(&PostParams::default(), &pod("p", json!({}))?)
+            .await?;
+        // Legacy discovery: ephemeralcontainers yes, resize no.
+        let (_, v1) = server.get_json("/clusters/acme/api/v1", None)?;
+        let names: Vec<&str> = v1["resources"]
+            .as_array()
+            .context("resources")?
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert!(names.contains(&"pods/ephemeralcontainers"), "{engine}");
+        assert!(!names.contains(&"pods/resize"), "{engine}: {names:?}");
+        // Aggregated discovery agrees.
+        let (_, agg) = server.get_json(
+            "/clusters/acme/api",
+            Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"),
+        )?;
+        let subs: Vec<String> = agg["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .context("aggregated resources")?
+            .iter()
+            .filter(|r| r["resource"] == "pods")
+            .flat_map(|r| r["subresources"].as_array().cloned().unwrap_or_default())
+            .filter_map(|s| s["subresource"].as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            subs.iter().any(|s| s == "ephemeralcontainers"),
+            "{engine}: {subs:?}"
+        );
+        assert!(!subs.iter().any(|s| s == "resize"), "{engine}: {subs:?}");
+        // And routing agrees with both: no resize route.
+        let path = "/clusters/acme/api/v1/namespaces/default/pods/p/resize";
+        let (code, _) = server.get_json(path, None)?;
+        assert_eq!(code, 404, "{engine}: GET resize");
+        let r = server.request(
+            "PATCH",
+            path,
+            &[("Content-Type", "application/strategic-merge-patch+json")],
+            Some(br#"{"spec":{"containers":[{"name":"app","resources":{"limits":{"cpu":"1"}}}]}}"#),
+        )?;
+        assert_eq!(r.status, 404, "{engine}: PATCH resize {}", r.text());
     }
     Ok(())
 }

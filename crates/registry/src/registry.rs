@@ -458,7 +458,8 @@ impl Registry {
             self.after_crd_write(cluster, &r.0, opts.dry_run);
             r
         } else {
-            rs.update(cluster, namespace, name, obj, sub, opts).await?
+            self.update_allocating(rs, cluster, namespace, name, obj, sub, opts)
+                .await?
         };
         self.after_write(rs, cluster, &o, created);
         Ok((o, created))

@@ -109,6 +109,9 @@ pub struct ResourceDescriptor {
     pub printer_columns: Vec<crate::table::ColumnSpec>,
     /// The Warning every response of a deprecated version carries.
     pub deprecation_warning: Option<String>,
+    /// Whether a PUT of a missing object creates it (upstream's per-type
+    /// `AllowCreateOnUpdate()`); otherwise it is a 404.
+    pub allow_create_on_update: bool,
     /// `<root>/<group>/<resource>/`, computed once.
     pub prefix: ResourcePrefix,
     pub qualified: QualifiedResource,
@@ -142,6 +145,7 @@ impl ResourceDescriptor {
             scale: ScalePaths::default(),
             printer_columns: Vec::new(),
             deprecation_warning: None,
+            allow_create_on_update: false,
         }
     }
 
@@ -287,6 +291,12 @@ pub trait Strategy: Send + Sync + 'static {
 
     fn validate_update(&self, new: &Object, _old: &Object) -> Vec<FieldError> {
         self.validate(new)
+    }
+
+    /// Upstream's `WarningsOnCreate` (`old` is `None`) and
+    /// `WarningsOnUpdate`: field-level `Warning` headers for an accepted write.
+    fn warnings(&self, _obj: &Object, _old: Option<&Object>) -> Vec<String> {
+        Vec::new()
     }
 
     /// Objects of this type expire this long after their creation (events).

@@ -1238,6 +1238,7 @@ impl ResourceStore {
             namespace,
             &mut obj,
         )?;
+        opts.warnings.extend(self.strategy.warnings(&obj, None));
         if managed == Managed::Update {
             obj = self.record_update(None, obj, Subresource::Main, opts);
         }
@@ -1319,7 +1320,21 @@ impl ResourceStore {
         }
         for _ in 0..MAX_UPDATE_RETRIES {
             let Some(current) = self.current(cluster, namespace, name).await? else {
-                return Err(ApiError::not_found(self.qr(), name));
+                if sub != Subresource::Main || !self.descriptor.allow_create_on_update {
+                    return Err(ApiError::not_found(self.qr(), name));
+                }
+                // Upstream's create-on-update: a create of the body, whose
+                // resourceVersion (if any) is discarded like any create's.
+                let mut obj = new.clone();
+                meta_mut(&mut obj).remove("resourceVersion");
+                match self
+                    .create_inner(cluster, namespace, obj, opts, Managed::Update)
+                    .await
+                {
+                    // Created meanwhile: this PUT is an update after all.
+                    Err(e) if e.reason == Reason::AlreadyExists => continue,
+                    r => return r.map(|o| (o, true)),
+                }
             };
             let candidate = if sub == Subresource::Scale {
                 self.apply_scale(&current.obj, &new)?
@@ -1393,6 +1408,10 @@ impl ResourceStore {
             &current.obj,
             sub == Subresource::Status,
         )?;
+        if sub == Subresource::Main {
+            opts.warnings
+                .extend(self.strategy.warnings(&new, Some(&current.obj)));
+        }
         let key = self.key(cluster, namespace, name)?;
         // The write that removes the last finalizer of a deleted object deletes it.
         let deleting = meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));

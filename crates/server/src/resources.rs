@@ -340,10 +340,11 @@ pub async fn handle(
     let name = req.name.as_deref().unwrap_or("");
     let sub = req.subresource.as_deref();
     if crate::subresources::handles(&req) {
-        return subresource_call(
+        let result = subresource_call(
             app, &cluster, namespace, &req, headers, &query, body, &render,
         )
         .await;
+        return with_deprecation(&desc, result);
     }
     let result = match verb {
         Verb::Get if output == Output::Json && sub.is_none() => {
@@ -396,7 +397,7 @@ pub async fn handle(
             let bytes = body::read(headers, body).await?;
             let mut obj = as_object(body::decode_object(headers, &bytes)?)?;
             let wopts = query.write_options(headers)?;
-            let warnings = rs.check_fields(&mut obj, wopts.field_validation)?;
+            let mut warnings = rs.check_fields(&mut obj, wopts.field_validation)?;
             let reserved = app
                 .quota
                 .reserve_create(&app.registry, &ws, &rs, &cluster, &obj)
@@ -408,6 +409,7 @@ pub async fn handle(
             if !wopts.dry_run {
                 reserved.created();
             }
+            warnings.extend(wopts.warnings.take());
             Ok(with_warnings(
                 render.respond(
                     StatusCode::CREATED,
@@ -428,7 +430,7 @@ pub async fn handle(
                     .await?;
                 return Ok(render.respond(StatusCode::OK, &render.object(Value::Object(o)), false));
             }
-            let warnings = if sub == Some("scale") {
+            let mut warnings = if sub == Some("scale") {
                 Vec::new()
             } else {
                 rs.check_fields(&mut obj, wopts.field_validation)?
@@ -450,6 +452,7 @@ pub async fn handle(
             } else {
                 StatusCode::OK
             };
+            warnings.extend(wopts.warnings.take());
             Ok(with_warnings(
                 render.respond(code, &render.object(Value::Object(o)), false),
                 &warnings,
@@ -524,7 +527,15 @@ pub async fn handle(
             Ok(render.respond(StatusCode::OK, &render.list(list), true))
         }
     };
-    // A deprecated CRD version warns on every answer, as upstream.
+    with_deprecation(&desc, result)
+}
+
+/// A deprecated version (a CRD's, or a built-in upstream deprecates such as
+/// `v1 ComponentStatus`) warns on every answer, as upstream.
+fn with_deprecation(
+    desc: &ResourceDescriptor,
+    result: Result<Response, ApiError>,
+) -> Result<Response, ApiError> {
     match &desc.deprecation_warning {
         Some(w) => result.map(|r| with_warnings(r, std::slice::from_ref(w))),
         None => result,

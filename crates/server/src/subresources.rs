@@ -1,6 +1,6 @@
 //! Requests answered by the registry's special-purpose handlers rather than
-//! the generic verbs: pod binding, eviction, ephemeral containers and
-//! resize, the connect subresources (log, exec, attach, portforward, proxy)
+//! the generic verbs: pod binding, eviction, ephemeral containers, the
+//! connect subresources (log, exec, attach, portforward, proxy)
 //! of pods, nodes and services, the `bindings` resource and
 //! `componentstatuses`. See `registry::builtin::pods` for what each answers.
 
@@ -97,8 +97,11 @@ pub async fn handle(call: Call<'_>) -> Result<Reply, ApiError> {
             let Input::Object(e) = &call.input else {
                 return Err(ApiError::bad_request("an Eviction body is required"));
             };
-            let s = reg.evict_pod(call.cluster, ns, name, e).await?;
-            Ok(Reply::Status(StatusCode::CREATED, s))
+            let (code, s) = reg
+                .evict_pod(call.cluster, ns, name, e, call.wopts.dry_run)
+                .await?;
+            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Ok(Reply::Status(code, s))
         }
         ("pods", s) if POD_UPDATE_SUBRESOURCES.contains(&s) => {
             let obj = match (&call.input, req.verb) {

@@ -11,6 +11,10 @@ use crate::validation::FieldError;
 pub struct DeploymentStrategy;
 
 impl Strategy for DeploymentStrategy {
+    fn warnings(&self, obj: &Object, old: Option<&Object>) -> Vec<String> {
+        crate::builtin::pod_warnings::template_warnings(obj, old, "spec.template")
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }
@@ -57,6 +61,10 @@ impl Strategy for DeploymentStrategy {
 pub struct StatefulSetStrategy;
 
 impl Strategy for StatefulSetStrategy {
+    fn warnings(&self, obj: &Object, old: Option<&Object>) -> Vec<String> {
+        crate::builtin::pod_warnings::template_warnings(obj, old, "spec.template")
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }
@@ -116,6 +124,10 @@ fn statefulset_fixed_spec(obj: &Object) -> Map<String, Value> {
 pub struct DaemonSetStrategy;
 
 impl Strategy for DaemonSetStrategy {
+    fn warnings(&self, obj: &Object, old: Option<&Object>) -> Vec<String> {
+        crate::builtin::pod_warnings::template_warnings(obj, old, "spec.template")
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }
@@ -139,6 +151,10 @@ impl Strategy for DaemonSetStrategy {
 pub struct CronJobStrategy;
 
 impl Strategy for CronJobStrategy {
+    fn warnings(&self, obj: &Object, old: Option<&Object>) -> Vec<String> {
+        crate::builtin::pod_warnings::template_warnings(obj, old, "spec.jobTemplate.spec.template")
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }

@@ -74,6 +74,10 @@ pub fn default_template(obj: &mut Object, pointer: &str) {
 pub struct PodStrategy;
 
 impl Strategy for PodStrategy {
+    fn warnings(&self, obj: &Object, _old: Option<&Object>) -> Vec<String> {
+        crate::builtin::pod_warnings::pod_warnings(obj)
+    }
+
     fn delete_returns_object(&self) -> bool {
         true
     }
@@ -357,9 +361,21 @@ impl Strategy for CoreEventStrategy {
     }
 }
 
+/// PodTemplates: upstream's pod-template warnings under `template`.
+pub struct PodTemplateStrategy;
+impl Strategy for PodTemplateStrategy {
+    fn warnings(&self, obj: &Object, old: Option<&Object>) -> Vec<String> {
+        crate::builtin::pod_warnings::template_warnings(obj, old, "template")
+    }
+}
+
 /// ReplicaSets and ReplicationControllers: generation and `status.replicas`.
 pub struct ReplicaCountStrategy;
 impl Strategy for ReplicaCountStrategy {
+    fn warnings(&self, obj: &Object, old: Option<&Object>) -> Vec<String> {
+        crate::builtin::pod_warnings::template_warnings(obj, old, "spec.template")
+    }
+
     fn default(&self, obj: &mut Object) {
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
             spec.entry("replicas").or_insert(1.into());
@@ -398,6 +414,10 @@ impl Strategy for ReplicaCountStrategy {
 
 pub struct JobStrategy;
 impl Strategy for JobStrategy {
+    fn warnings(&self, obj: &Object, old: Option<&Object>) -> Vec<String> {
+        crate::builtin::pod_warnings::template_warnings(obj, old, "spec.template")
+    }
+
     fn default(&self, obj: &mut Object) {
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
             default_job_spec(spec);

@@ -1,5 +1,9 @@
 //! The built-in catalog: every Kubernetes 1.32 resource wsgate serves, with
-//! upstream short names, categories, verbs and subresources. Identity
+//! upstream short names, categories, verbs and subresources, the types whose
+//! upstream strategy creates on PUT (`creates_on_put`: endpoints, events,
+//! limitranges, services, leases, RBAC, runtimeclasses; every other PUT of
+//! a missing object is a 404) and the deprecated ones (`deprecated`:
+//! `componentstatuses`, the only 1.32 type served that upstream deprecates). Identity
 //! (group, version, kind, plural, scope) comes from k8s-openapi's `Resource`
 //! trait; types with rules of their own have a module here, the rest use a
 //! default strategy.
@@ -34,6 +38,7 @@ pub mod componentstatus;
 pub mod core_rules;
 pub mod events;
 pub mod namespace;
+pub mod pod_warnings;
 pub mod pods;
 pub mod rbac_rules;
 pub mod service;
@@ -141,6 +146,26 @@ impl Entry {
         self
     }
 
+    /// A PUT of a missing object creates it, as upstream's strategy for
+    /// this type allows (`AllowCreateOnUpdate() == true`).
+    fn creates_on_put(mut self) -> Self {
+        self.descriptor.allow_create_on_update = true;
+        self
+    }
+
+    /// Upstream marks this type deprecated in `since` (`1.19`): every
+    /// response carries the Warning its `deprecation.WarningMessage` builds.
+    fn deprecated(mut self, since: &str, removed: Option<&str>, replacement: Option<&str>) -> Self {
+        self.descriptor.deprecation_warning = Some(deprecation_warning(
+            self.descriptor.api_version(),
+            &self.descriptor.gvk.kind,
+            since,
+            removed,
+            replacement,
+        ));
+        self
+    }
+
     /// Restricts the verbs (create-only review APIs).
     fn verbs(mut self, verbs: &'static [&'static str]) -> Self {
         self.descriptor.verbs = verbs;
@@ -157,6 +182,25 @@ impl Entry {
     }
 }
 
+/// `<apiVersion> <Kind> is deprecated in v<since>+[, unavailable in
+/// v<removed>+][; use <replacement>]`, upstream's deprecation Warning text.
+pub fn deprecation_warning(
+    api_version: &str,
+    kind: &str,
+    since: &str,
+    removed: Option<&str>,
+    replacement: Option<&str>,
+) -> String {
+    let mut msg = format!("{api_version} {kind} is deprecated in v{since}+");
+    if let Some(r) = removed {
+        msg.push_str(&format!(", unavailable in v{r}+"));
+    }
+    if let Some(r) = replacement {
+        msg.push_str(&format!("; use {r}"));
+    }
+    msg
+}
+
 const ALL: &[&str] = &["all"];
 const CREATE: &[&str] = &["create"];
 /// Connect subresources a client opens with GET (websocket) or POST (SPDY).
@@ -170,6 +214,7 @@ fn validated(
     type_rules::Validated {
         generation,
         validate,
+        warnings: None,
     }
 }
 
@@ -186,11 +231,17 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
     let entries = vec![
         // core/v1
         Entry::new::<core::Binding>(r, &[], &[]).verbs(CREATE),
-        Entry::new::<core::ComponentStatus>(r, &["cs"], &[]).verbs(&["get", "list"]),
+        Entry::new::<core::ComponentStatus>(r, &["cs"], &[])
+            .verbs(&["get", "list"])
+            .deprecated("1.19", None, None),
         Entry::new::<core::ConfigMap>(r, &["cm"], &[]).strategy(type_rules::ConfigMapStrategy),
-        Entry::new::<core::Endpoints>(r, &["ep"], &[]).strategy(service::EndpointsStrategy),
-        Entry::new::<core::Event>(r, &["ev"], &[]).strategy(CoreEventStrategy),
-        Entry::new::<core::LimitRange>(r, &["limits"], &[]),
+        Entry::new::<core::Endpoints>(r, &["ep"], &[])
+            .strategy(service::EndpointsStrategy)
+            .creates_on_put(),
+        Entry::new::<core::Event>(r, &["ev"], &[])
+            .strategy(CoreEventStrategy)
+            .creates_on_put(),
+        Entry::new::<core::LimitRange>(r, &["limits"], &[]).creates_on_put(),
         Entry::new::<core::Namespace>(r, &["ns"], &[])
             .strategy(namespace::NamespaceStrategy)
             .status()
@@ -221,9 +272,9 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
                 CONNECT_VERBS,
             )
             .foreign_sub("proxy", core_kind("PodProxyOptions"), PROXY_VERBS)
-            .sub("resize", SUB_VERBS)
+            // No `resize`: alpha (InPlacePodVerticalScaling, off) in 1.32.
             .status(),
-        Entry::new::<core::PodTemplate>(r, &[], &[]),
+        Entry::new::<core::PodTemplate>(r, &[], &[]).strategy(PodTemplateStrategy),
         Entry::new::<core::ReplicationController>(r, &["rc"], ALL)
             .strategy(ReplicaCountStrategy)
             .status()
@@ -239,6 +290,7 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
             ),
         Entry::new::<core::Service>(r, &["svc"], ALL)
             .strategy(service::ServiceStrategy)
+            .creates_on_put()
             .foreign_sub("proxy", core_kind("ServiceProxyOptions"), PROXY_VERBS)
             .status(),
         // apiregistration.k8s.io/v1
@@ -263,6 +315,7 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
         // events.k8s.io/v1
         Entry::new::<events_api::Event>(r, &["ev"], &[])
             .strategy(EventsV1Strategy)
+            .creates_on_put()
             .stored_as(r, "", "events", events::EventsV1Conversion),
         // authentication.k8s.io/v1 and authorization.k8s.io/v1: create-only
         // reviews, answered by the server's authenticator and authorizer
@@ -299,7 +352,10 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
         // networking.k8s.io/v1
         Entry::new::<networking::IngressClass>(r, &[], &[]),
         Entry::new::<networking::Ingress>(r, &["ing"], &[])
-            .strategy(validated(true, type_rules::validate_ingress))
+            .strategy(type_rules::Validated {
+                warnings: Some(type_rules::ingress_warnings),
+                ..validated(true, type_rules::validate_ingress)
+            })
             .status(),
         Entry::new::<networking::NetworkPolicy>(r, &["netpol"], &[])
             .strategy(validated(true, type_rules::validate_network_policy)),
@@ -308,14 +364,22 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
             .strategy(validated(true, type_rules::validate_pdb))
             .status(),
         // rbac.authorization.k8s.io/v1
-        Entry::new::<rbac::ClusterRoleBinding>(r, &[], &[]).strategy(
-            rbac_rules::ClusterRbacStrategy(rbac_rules::ClusterRbacKind::ClusterRoleBinding),
-        ),
-        Entry::new::<rbac::ClusterRole>(r, &[], &[]).strategy(rbac_rules::ClusterRbacStrategy(
-            rbac_rules::ClusterRbacKind::ClusterRole,
-        )),
-        Entry::new::<rbac::RoleBinding>(r, &[], &[]).strategy(RbacStrategy),
-        Entry::new::<rbac::Role>(r, &[], &[]).strategy(RbacStrategy),
+        Entry::new::<rbac::ClusterRoleBinding>(r, &[], &[])
+            .strategy(rbac_rules::ClusterRbacStrategy(
+                rbac_rules::ClusterRbacKind::ClusterRoleBinding,
+            ))
+            .creates_on_put(),
+        Entry::new::<rbac::ClusterRole>(r, &[], &[])
+            .strategy(rbac_rules::ClusterRbacStrategy(
+                rbac_rules::ClusterRbacKind::ClusterRole,
+            ))
+            .creates_on_put(),
+        Entry::new::<rbac::RoleBinding>(r, &[], &[])
+            .strategy(RbacStrategy)
+            .creates_on_put(),
+        Entry::new::<rbac::Role>(r, &[], &[])
+            .strategy(RbacStrategy)
+            .creates_on_put(),
         // storage.k8s.io/v1
         Entry::new::<storage_api::CSIDriver>(r, &[], &[]),
         Entry::new::<storage_api::CSINode>(r, &[], &[]),
@@ -337,9 +401,10 @@ pub fn catalog(root: &KeyRoot) -> Vec<Builtin> {
             .strategy(type_rules::PriorityClassStrategy),
         // coordination.k8s.io/v1
         Entry::new::<coordination::Lease>(r, &[], &[])
-            .strategy(validated(false, type_rules::validate_lease)),
+            .strategy(validated(false, type_rules::validate_lease))
+            .creates_on_put(),
         // node.k8s.io/v1
-        Entry::new::<node::RuntimeClass>(r, &[], &[]),
+        Entry::new::<node::RuntimeClass>(r, &[], &[]).creates_on_put(),
         // discovery.k8s.io/v1
         Entry::new::<discovery::EndpointSlice>(r, &[], &[]),
         // flowcontrol.apiserver.k8s.io/v1

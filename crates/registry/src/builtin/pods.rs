@@ -1,8 +1,10 @@
 //! Pod subresources beyond status: `binding` (and the `bindings`
 //! resource), `eviction` honouring PodDisruptionBudgets, the update-only
-//! `ephemeralcontainers` and `resize`, and the connect subresources
-//! (`log`, `exec`, `attach`, `portforward`, `proxy`) plus node and service
-//! proxies.
+//! `ephemeralcontainers`, and the connect subresources (`log`, `exec`,
+//! `attach`, `portforward`, `proxy`) plus node and service proxies.
+//! `resize` is not served: in 1.32 it exists only behind the alpha
+//! InPlacePodVerticalScaling gate, off by default, so a 1.32 cluster
+//! neither lists nor routes it.
 //!
 //! There is no kubelet: connect requests get what a cluster answers for a
 //! pod that never got a node (upstream's `pod/strategy.go`): exec, attach
@@ -30,10 +32,14 @@ use crate::validation::{FieldError, FieldErrorKind};
 pub const CONNECT: &[&str] = &["attach", "exec", "log", "portforward", "proxy"];
 
 /// Update-only pod subresources: which part of the pod each may change.
-pub const POD_UPDATE_SUBRESOURCES: &[&str] = &["ephemeralcontainers", "resize"];
+pub const POD_UPDATE_SUBRESOURCES: &[&str] = &["ephemeralcontainers"];
 
 /// Upstream's cap on `status.disruptedPods` (`MaxDisruptedPodSize`).
 const MAX_DISRUPTED_PODS: usize = 2000;
+
+/// How often an eviction retries after losing a race with another writer
+/// of the pod (upstream: 20 steps of `EvictionsRetry`).
+const EVICTION_RETRIES: usize = 20;
 
 fn pods_qr() -> QualifiedResource {
     QualifiedResource::new("", "pods")
@@ -203,19 +209,24 @@ impl Registry {
         Ok(success(201))
     }
 
-    /// `POST pods/<name>/eviction`: deletes the pod unless a
-    /// PodDisruptionBudget forbids it (429), decrementing the budget's
-    /// `status.disruptionsAllowed` as the disruption controller would see it.
+    /// `POST pods/<name>/eviction` (upstream's `EvictionREST.Create`):
+    /// deletes the pod unless its PodDisruptionBudget forbids it (429),
+    /// decrementing the budget's `status.disruptionsAllowed` as the
+    /// disruption controller would see it. `dry_run` (the query's `dryRun`,
+    /// or `deleteOptions.dryRun` in the body) runs every check and answers
+    /// as a real eviction would, writing nothing. Returns the HTTP code and
+    /// the `Status` body: upstream answers a pod matched by several budgets
+    /// with a failure `Status` object of code 500 rather than an error.
     pub async fn evict_pod(
         self: &Arc<Self>,
         cluster: &ClusterId,
         namespace: &str,
         name: &str,
         eviction: &Value,
-    ) -> ApiResult<Value> {
+        dry_run: bool,
+    ) -> ApiResult<(u16, Value)> {
         self.workspaces().check_writable(cluster)?;
-        let ev_name = str_at(eviction, "/metadata/name");
-        if !ev_name.is_empty() && ev_name != name {
+        if str_at(eviction, "/metadata/name") != name {
             return Err(ApiError::bad_request(
                 "name in URL does not match name in Eviction object",
             ));
@@ -224,24 +235,105 @@ impl Registry {
         if let Some(d) = eviction.get("deleteOptions").filter(|d| !d.is_null()) {
             dopts.merge_body(d)?;
         }
+        // Upstream copies the request's dryRun into the eviction's options
+        // when the body has none; both can only say `All`.
+        dopts.dry_run |= dry_run;
         let pods = self.builtin_store("", "pods")?.clone();
-        let pod = pods.get(cluster, Some(namespace), name).await?;
-        if !can_ignore_pdb(&pod) {
-            self.check_and_decrement_pdb(cluster, namespace, &pod, dopts.dry_run)
-                .await?;
+        let caller_pinned = dopts
+            .precondition_resource_version
+            .as_deref()
+            .is_some_and(|rv| !rv.is_empty());
+
+        // Pods that are not running (or already going) are deleted without
+        // asking any budget; a conflict with a concurrent change retries
+        // unless the caller pinned a resourceVersion.
+        let mut pod = None;
+        let mut last_conflict = None;
+        for _ in 0..EVICTION_RETRIES {
+            let current = pods.get(cluster, Some(namespace), name).await?;
+            if !can_ignore_pdb(&current) {
+                pod = Some(current);
+                break;
+            }
+            let mut opts = dopts.clone();
+            if should_enforce_resource_version(&current) && !caller_pinned {
+                opts.precondition_resource_version =
+                    crate::metadata::meta_str(&current, "resourceVersion").map(str::to_owned);
+            }
+            match self
+                .mark_and_delete_pod(&pods, cluster, namespace, name, opts)
+                .await
+            {
+                Err(e) if e.reason == Reason::Conflict && !caller_pinned => {
+                    last_conflict = Some(e);
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return Ok((201, success(201))),
+            }
         }
-        self.delete(&pods, cluster, Some(namespace), name, &dopts)
-            .await?;
-        Ok(success(201))
+        // Out of retries: the last conflict, as upstream's retry.OnError.
+        let Some(pod) = pod else {
+            return Err(last_conflict.unwrap_or_else(|| ApiError::modified(&pods_qr(), name)));
+        };
+
+        let mut pinned = false;
+        let mut budget_name = String::new();
+        let matching = self.matching_budgets(cluster, namespace, &pod).await?;
+        match matching.as_slice() {
+            [] => {}
+            [pdb] => {
+                budget_name = crate::metadata::name(pdb).to_owned();
+                if !pod_ready(&pod) && unready_pod_evictable(pdb) {
+                    // An unready pod counts towards no budget: delete it
+                    // without a decrement, pinned to the pod we judged so
+                    // that it did not turn ready meanwhile.
+                    pinned = true;
+                } else {
+                    self.check_and_decrement_pdb(
+                        cluster,
+                        namespace,
+                        &pod,
+                        &budget_name,
+                        dopts.dry_run,
+                    )
+                    .await?;
+                }
+            }
+            _ => {
+                return Ok((
+                    500,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "code": 500,
+                        "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."}),
+                ));
+            }
+        }
+        let mut opts = dopts.clone();
+        if pinned {
+            opts.precondition_resource_version =
+                crate::metadata::meta_str(&pod, "resourceVersion").map(str::to_owned);
+        }
+        match self
+            .mark_and_delete_pod(&pods, cluster, namespace, name, opts)
+            .await
+        {
+            Err(e) if e.reason == Reason::Conflict && pinned && !caller_pinned => {
+                Err(budget_being_processed(&budget_name))
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok((201, success(201))),
+        }
     }
 
-    async fn check_and_decrement_pdb(
+    /// The budgets of the pod's namespace whose selector matches it (a
+    /// null selector matches nothing, an empty one every pod; one that does
+    /// not parse matches nothing), as upstream's `getPodDisruptionBudgets`.
+    async fn matching_budgets(
         &self,
         cluster: &ClusterId,
         namespace: &str,
         pod: &Object,
-        dry_run: bool,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Vec<Object>> {
         let pdbs = self.builtin_store("policy", "poddisruptionbudgets")?;
         let list = pdbs
             .list(
@@ -253,50 +345,83 @@ impl Registry {
         let labels = crate::metadata::meta(pod)
             .and_then(|m| m.get("labels"))
             .and_then(Value::as_object);
-        let matching: Vec<&Value> = list
+        Ok(list
             .items
-            .iter()
-            .filter(|pdb| {
-                let sel = pdb
-                    .pointer("/spec/selector")
-                    .map(LabelSelector::from_json)
-                    .and_then(Result::ok);
-                // A PDB with an empty selector matches nothing (upstream).
-                sel.is_some_and(|s| !s.is_empty() && s.matches(labels))
+            .into_iter()
+            .filter_map(|pdb| match pdb {
+                Value::Object(o) => Some(o),
+                _ => None,
             })
-            .collect();
-        let pdb = match matching.as_slice() {
-            [] => return Ok(()),
-            [one] => *one,
-            _ => {
-                return Err(ApiError::internal(
-                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
-                ));
+            .filter(|pdb| {
+                let selector = pdb
+                    .get("spec")
+                    .and_then(|s| s.get("selector"))
+                    .unwrap_or(&Value::Null);
+                LabelSelector::from_json(selector).is_ok_and(|s| s.matches(labels))
+            })
+            .collect())
+    }
+
+    /// Upstream's `addConditionAndDeletePod`: a real eviction first marks the
+    /// pod with `DisruptionTarget=True` (PodDisruptionConditions is GA in
+    /// 1.32), so a pod that lingers (finalizers) says why it is going, then
+    /// deletes it with the caller's options. A dry run only deletes in dry-run.
+    async fn mark_and_delete_pod(
+        self: &Arc<Self>,
+        pods: &Arc<ResourceStore>,
+        cluster: &ClusterId,
+        namespace: &str,
+        name: &str,
+        mut opts: DeleteOptions,
+    ) -> ApiResult<()> {
+        if !opts.dry_run {
+            let mut refusal = None;
+            let marked = pods
+                .system_update(cluster, Some(namespace), name, |pod| {
+                    refusal = precondition_failure(pod, &opts, name);
+                    refusal.is_none() && set_disruption_target(pod)
+                })
+                .await?
+                .ok_or_else(|| ApiError::not_found(&pods_qr(), name))?;
+            if let Some(e) = refusal {
+                return Err(e);
             }
-        };
-        let pdb_name = str_at(pdb, "/metadata/name").to_owned();
+            // The mark is ours: a pinned resourceVersion moves with it.
+            if opts
+                .precondition_resource_version
+                .as_deref()
+                .is_some_and(|rv| !rv.is_empty())
+            {
+                opts.precondition_resource_version =
+                    crate::metadata::meta_str(&marked, "resourceVersion").map(str::to_owned);
+            }
+        }
+        self.delete(pods, cluster, Some(namespace), name, &opts)
+            .await?;
+        Ok(())
+    }
+
+    /// Upstream's `checkAndDecrement`, retried on conflicts against the
+    /// freshest budget; a dry run checks and writes nothing.
+    async fn check_and_decrement_pdb(
+        &self,
+        cluster: &ClusterId,
+        namespace: &str,
+        pod: &Object,
+        pdb_name: &str,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        let pdbs = self.builtin_store("policy", "poddisruptionbudgets")?;
         let pod_name = crate::metadata::name(pod).to_owned();
         let mut refusal: Option<ApiError> = None;
         let now = now_rfc3339();
         let result = pdbs
-            .system_update(cluster, Some(namespace), &pdb_name, |obj| {
+            .system_update(cluster, Some(namespace), pdb_name, |obj| {
                 refusal = pdb_refusal(obj);
                 if refusal.is_some() || dry_run {
                     return false;
                 }
-                let status = obj.entry("status").or_insert_with(|| json!({}));
-                let Some(st) = status.as_object_mut() else {
-                    return false;
-                };
-                let allowed = st
-                    .get("disruptionsAllowed")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                st.insert("disruptionsAllowed".into(), (allowed - 1).into());
-                let disrupted = st.entry("disruptedPods").or_insert_with(|| json!({}));
-                if let Value::Object(d) = disrupted {
-                    d.insert(pod_name.clone(), now.clone().into());
-                }
+                decrement_budget(obj, &pod_name, &now);
                 true
             })
             .await?;
@@ -304,8 +429,10 @@ impl Registry {
             return Err(e);
         }
         if result.is_none() {
-            // Deleted meanwhile: nothing protects the pod any more.
-            return Ok(());
+            return Err(ApiError::not_found(
+                &QualifiedResource::new("policy", "poddisruptionbudgets"),
+                pdb_name,
+            ));
         }
         Ok(())
     }
@@ -399,9 +526,9 @@ impl Registry {
         ))
     }
 
-    /// PUT or PATCH of `pods/<n>/ephemeralcontainers` or `pods/<n>/resize`:
-    /// only `spec.ephemeralContainers` (resp. the containers' `resources`)
-    /// are taken from the request; the rest of the pod is kept.
+    /// PUT or PATCH of `pods/<n>/ephemeralcontainers`: only
+    /// `spec.ephemeralContainers` is taken from the request; the rest of the
+    /// pod is kept.
     #[allow(clippy::too_many_arguments)]
     pub async fn update_pod_part(
         &self,
@@ -456,17 +583,7 @@ impl Registry {
             .system_update(cluster, Some(namespace), name, |pod| {
                 let before = pod.clone();
                 copy_part(sub, &requested, pod);
-                if *pod == before {
-                    return false;
-                }
-                if sub == "resize" {
-                    let generation = crate::metadata::meta(pod)
-                        .and_then(|m| m.get("generation"))
-                        .and_then(Value::as_i64)
-                        .unwrap_or(1);
-                    meta_mut(pod).insert("generation".into(), (generation + 1).into());
-                }
-                true
+                *pod != before
             })
             .await?
             .ok_or_else(|| ApiError::not_found(&pods_qr(), name))?;
@@ -495,28 +612,6 @@ fn copy_part(sub: &str, from: &Object, to: &mut Object) {
                     to_spec.remove("ephemeralContainers");
                 }
             };
-        }
-        "resize" => {
-            let wanted: Vec<(String, Value)> = from_spec
-                .and_then(|s| s.get("containers"))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|c| {
-                    Some((
-                        c.get("name")?.as_str()?.to_owned(),
-                        c.get("resources").cloned().unwrap_or_else(|| json!({})),
-                    ))
-                })
-                .collect();
-            if let Some(Value::Array(cs)) = to_spec.get_mut("containers") {
-                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
-                    let n = c.get("name").and_then(Value::as_str).unwrap_or("");
-                    if let Some((_, r)) = wanted.iter().find(|(w, _)| w == n) {
-                        c.insert("resources".into(), r.clone());
-                    }
-                }
-            }
         }
         _ => {}
     }
@@ -563,15 +658,204 @@ fn validate_ephemeral_update(new: &Object, old: &Object) -> Vec<FieldError> {
 
 /// Upstream's `canIgnorePDB`: pods not running are evicted freely.
 fn can_ignore_pdb(pod: &Object) -> bool {
-    if crate::metadata::meta(pod).is_some_and(|m| m.contains_key("deletionTimestamp")) {
-        return true;
-    }
-    let phase = pod
-        .get("status")
+    is_deleting(pod) || matches!(pod_phase(pod), "Succeeded" | "Failed" | "Pending" | "")
+}
+
+/// Upstream's `shouldEnforceResourceVersion`: a budget-free eviction of a
+/// pod that may still turn ready is pinned to the pod it judged.
+fn should_enforce_resource_version(pod: &Object) -> bool {
+    !is_deleting(pod) && !matches!(pod_phase(pod), "Succeeded" | "Failed")
+}
+
+fn is_deleting(pod: &Object) -> bool {
+    crate::metadata::meta(pod).is_some_and(|m| m.contains_key("deletionTimestamp"))
+}
+
+fn pod_phase(pod: &Object) -> &str {
+    pod.get("status")
         .and_then(|s| s.get("phase"))
         .and_then(Value::as_str)
-        .unwrap_or("");
-    matches!(phase, "Succeeded" | "Failed" | "Pending" | "")
+        .unwrap_or("")
+}
+
+fn conditions(obj: &Object) -> impl Iterator<Item = &Value> {
+    obj.get("status")
+        .and_then(|s| s.get("conditions"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// `podutil.IsPodReady`: a `Ready` condition with status `True`.
+fn pod_ready(pod: &Object) -> bool {
+    conditions(pod).any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True")
+}
+
+/// Whether a budget lets a pod that is not ready go without a decrement:
+/// always under `unhealthyPodEvictionPolicy: AlwaysAllow`; under the
+/// default `IfHealthyBudget` only while the application is healthy
+/// (`currentHealthy >= desiredHealthy > 0`).
+fn unready_pod_evictable(pdb: &Object) -> bool {
+    let policy = pdb
+        .get("spec")
+        .and_then(|s| s.get("unhealthyPodEvictionPolicy"))
+        .and_then(Value::as_str);
+    if policy == Some("AlwaysAllow") {
+        return true;
+    }
+    let int = |k: &str| {
+        pdb.get("status")
+            .and_then(|s| s.get(k))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let desired = int("desiredHealthy");
+    int("currentHealthy") >= desired && desired > 0
+}
+
+/// The delete preconditions checked against the pod about to be marked
+/// (upstream checks them on the latest pod before adding the condition).
+fn precondition_failure(pod: &Object, opts: &DeleteOptions, name: &str) -> Option<ApiError> {
+    let qr = QualifiedResource::new("", "Pod");
+    if let Some(pre) = opts.precondition_uid.as_deref().filter(|u| !u.is_empty()) {
+        let uid = crate::metadata::meta_str(pod, "uid").unwrap_or("");
+        if pre != uid {
+            return Some(ApiError::conflict(
+                &qr,
+                name,
+                &format!(
+                    "the UID in the precondition ({pre}) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+                ),
+            ));
+        }
+    }
+    if let Some(pre) = opts
+        .precondition_resource_version
+        .as_deref()
+        .filter(|r| !r.is_empty())
+    {
+        let rv = crate::metadata::meta_str(pod, "resourceVersion").unwrap_or("");
+        if pre != rv {
+            return Some(ApiError::conflict(
+                &qr,
+                name,
+                &format!(
+                    "the ResourceVersion in the precondition ({pre}) does not match the ResourceVersion in record ({rv}). The object might have been modified"
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// Sets `DisruptionTarget=True` (reason `EvictionByEvictionAPI`) like
+/// upstream's `UpdatePodCondition`; false when it was already so.
+fn set_disruption_target(pod: &mut Object) -> bool {
+    let wanted = |c: &Value| {
+        str_at(c, "/status") == "True"
+            && str_at(c, "/reason") == "EvictionByEvictionAPI"
+            && str_at(c, "/message") == "Eviction API: evicting"
+    };
+    let now = now_rfc3339();
+    let status = pod.entry("status").or_insert_with(|| json!({}));
+    let Some(st) = status.as_object_mut() else {
+        return false;
+    };
+    let conds = st.entry("conditions").or_insert_with(|| json!([]));
+    let Some(list) = conds.as_array_mut() else {
+        return false;
+    };
+    let cond = |transition: Value| {
+        json!({"type": "DisruptionTarget", "status": "True", "lastProbeTime": null,
+            "lastTransitionTime": transition, "reason": "EvictionByEvictionAPI",
+            "message": "Eviction API: evicting"})
+    };
+    match list
+        .iter_mut()
+        .find(|c| str_at(c, "/type") == "DisruptionTarget")
+    {
+        Some(c) if wanted(c) => false,
+        Some(c) => {
+            // The transition time moves only when the status does.
+            let transition = if str_at(c, "/status") == "True" {
+                c.get("lastTransitionTime").cloned().unwrap_or(Value::Null)
+            } else {
+                now.into()
+            };
+            *c = cond(transition);
+            true
+        }
+        None => {
+            list.push(cond(now.into()));
+            true
+        }
+    }
+}
+
+/// One disruption taken from the budget: `disruptionsAllowed` decremented,
+/// the pod recorded in `disruptedPods`, and `DisruptionAllowed=False`
+/// (`InsufficientPods`) once none is left (upstream's
+/// `UpdateDisruptionAllowedCondition`).
+fn decrement_budget(pdb: &mut Object, pod_name: &str, now: &str) {
+    let status = pdb.entry("status").or_insert_with(|| json!({}));
+    let Some(st) = status.as_object_mut() else {
+        return;
+    };
+    let allowed = st
+        .get("disruptionsAllowed")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        - 1;
+    st.insert("disruptionsAllowed".into(), allowed.into());
+    if allowed == 0 {
+        let observed = st.get("observedGeneration").cloned().unwrap_or(json!(0));
+        let conds = st.entry("conditions").or_insert_with(|| json!([]));
+        if let Value::Array(list) = conds {
+            let cond = |transition: Value| {
+                json!({"type": "DisruptionAllowed", "status": "False", "reason": "InsufficientPods",
+                    "message": "", "observedGeneration": observed, "lastTransitionTime": transition})
+            };
+            match list
+                .iter_mut()
+                .find(|c| str_at(c, "/type") == "DisruptionAllowed")
+            {
+                Some(c) => {
+                    let transition = if str_at(c, "/status") == "False" {
+                        c.get("lastTransitionTime").cloned().unwrap_or(Value::Null)
+                    } else {
+                        now.into()
+                    };
+                    *c = cond(transition);
+                }
+                None => list.push(cond(now.into())),
+            }
+        }
+    }
+    let disrupted = st.entry("disruptedPods").or_insert_with(|| json!({}));
+    if let Value::Object(d) = disrupted {
+        d.insert(pod_name.to_owned(), now.into());
+    }
+}
+
+/// 429 while the disruption controller has not caught up with a budget
+/// (upstream's `createTooManyRequestsError`, Retry-After 10 s).
+fn budget_being_processed(name: &str) -> ApiError {
+    too_many_requests(
+        format!("The disruption budget {name} is still being processed by the server."),
+        Some(10),
+    )
+}
+
+fn too_many_requests(cause: String, retry_after: Option<u64>) -> ApiError {
+    ApiError::new(
+        Reason::TooManyRequests,
+        "Cannot evict pod as it would violate the pod's disruption budget.",
+    )
+    .with_details(StatusDetails {
+        causes: vec![json!({"reason": "DisruptionBudget", "message": cause})],
+        retry_after_seconds: retry_after,
+        ..Default::default()
+    })
 }
 
 /// Why a budget forbids one more disruption (upstream's checkAndDecrement).
@@ -583,24 +867,11 @@ fn pdb_refusal(pdb: &Object) -> Option<ApiError> {
         .and_then(|m| m.get("generation"))
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    let too_many = |cause: String| {
-        ApiError::new(
-            Reason::TooManyRequests,
-            "Cannot evict pod as it would violate the pod's disruption budget.",
-        )
-        .with_details(StatusDetails {
-            causes: vec![json!({"reason": "DisruptionBudget", "message": cause})],
-            retry_after_seconds: Some(0),
-            ..Default::default()
-        })
-    };
     if int("observedGeneration").unwrap_or(0) < generation {
-        return Some(too_many(format!(
-            "The disruption budget {name} is still being processed by the server."
-        )));
+        return Some(budget_being_processed(name));
     }
     let allowed = int("disruptionsAllowed").unwrap_or(0);
-    let qr = QualifiedResource::new("policy", "poddisruptionbudgets");
+    let qr = QualifiedResource::new("policy", "poddisruptionbudget");
     if allowed < 0 {
         return Some(ApiError::forbidden(
             &qr,
@@ -620,11 +891,15 @@ fn pdb_refusal(pdb: &Object) -> Option<ApiError> {
         ));
     }
     if allowed == 0 {
-        return Some(too_many(format!(
-            "The disruption budget {name} needs {} healthy pods and has {} currently",
-            int("desiredHealthy").unwrap_or(0),
-            int("currentHealthy").unwrap_or(0)
-        )));
+        // Upstream's retry-after of 0 is omitted from the Status.
+        return Some(too_many_requests(
+            format!(
+                "The disruption budget {name} needs {} healthy pods and has {} currently",
+                int("desiredHealthy").unwrap_or(0),
+                int("currentHealthy").unwrap_or(0)
+            ),
+            None,
+        ));
     }
     None
 }
@@ -697,6 +972,57 @@ mod tests {
         assert!(can_ignore_pdb(&pending));
         let running = obj(json!({"status": {"phase": "Running"}}));
         assert!(!can_ignore_pdb(&running));
+    }
+
+    #[test]
+    fn unready_pods_and_the_budget_policy() {
+        let exhausted = |policy: Option<&str>| {
+            let mut pdb = obj(json!({"metadata": {"name": "b"},
+                "status": {"currentHealthy": 1, "desiredHealthy": 2, "disruptionsAllowed": 0}}));
+            if let Some(p) = policy {
+                pdb.insert("spec".into(), json!({"unhealthyPodEvictionPolicy": p}));
+            }
+            pdb
+        };
+        assert!(unready_pod_evictable(&exhausted(Some("AlwaysAllow"))));
+        assert!(!unready_pod_evictable(&exhausted(Some("IfHealthyBudget"))));
+        assert!(!unready_pod_evictable(&exhausted(None)));
+        let healthy = obj(json!({"status": {"currentHealthy": 2, "desiredHealthy": 2}}));
+        assert!(unready_pod_evictable(&healthy));
+        let ready = obj(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}));
+        assert!(pod_ready(&ready));
+        assert!(!pod_ready(&obj(json!({"status": {"phase": "Running"}}))));
+    }
+
+    #[test]
+    fn the_last_disruption_marks_the_budget() {
+        let mut pdb = obj(json!({"status": {"observedGeneration": 3, "disruptionsAllowed": 2}}));
+        decrement_budget(&mut pdb, "p1", "2026-01-01T00:00:00Z");
+        assert_eq!(pdb["status"]["disruptionsAllowed"], 1);
+        assert!(pdb["status"].get("conditions").is_none());
+        decrement_budget(&mut pdb, "p2", "2026-01-01T00:00:01Z");
+        assert_eq!(pdb["status"]["disruptionsAllowed"], 0);
+        let c = &pdb["status"]["conditions"][0];
+        assert_eq!(
+            (
+                c["type"].as_str(),
+                c["status"].as_str(),
+                c["reason"].as_str()
+            ),
+            (
+                Some("DisruptionAllowed"),
+                Some("False"),
+                Some("InsufficientPods")
+            )
+        );
+        assert_eq!(c["observedGeneration"], 3);
+        assert_eq!(
+            pdb["status"]["disruptedPods"].as_object().map(|d| d.len()),
+            Some(2)
+        );
+        let mut pod = obj(json!({"status": {"phase": "Running"}}));
+        assert!(set_disruption_target(&mut pod));
+        assert!(!set_disruption_target(&mut pod), "already marked");
     }
 
     #[test]

@@ -470,6 +470,39 @@ impl Registry {
         result
     }
 
+    /// `rs.update`, where a PUT that creates a Service (upstream's service
+    /// strategy allows create-on-update) allocates its addresses first, as a
+    /// POST does (released if the write fails).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn update_allocating(
+        &self,
+        rs: &ResourceStore,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+        mut obj: Object,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> ApiResult<(Object, bool)> {
+        let creates = is_services(rs)
+            && sub == Subresource::Main
+            && matches!(rs.get(cluster, namespace, name).await, Err(e) if e.code() == 404);
+        if !creates {
+            return rs.update(cluster, namespace, name, obj, sub, opts).await;
+        }
+        obj.entry("spec").or_insert_with(|| json!({}));
+        let r = self
+            .allocate_service(cluster, &mut obj, opts.dry_run)
+            .await?;
+        // A create racing this one makes the PUT an update; the stored
+        // Service then backs the reservation or it goes stale.
+        let result = rs.update(cluster, namespace, name, obj, sub, opts).await;
+        if result.is_err() {
+            self.release_reservation(cluster, r).await;
+        }
+        result
+    }
+
     /// After a delete: frees what a Service held (other kinds: nothing).
     pub(crate) async fn release_service_of(
         &self,

@@ -845,6 +845,8 @@ impl Strategy for PriorityClassStrategy {
 pub struct Validated {
     pub generation: bool,
     pub validate: fn(&Object) -> Vec<FieldError>,
+    /// Upstream's warnings for the write (`None` for types that have none).
+    pub warnings: Option<fn(&Object, Option<&Object>) -> Vec<String>>,
 }
 
 impl Strategy for Validated {
@@ -854,6 +856,27 @@ impl Strategy for Validated {
 
     fn validate(&self, obj: &Object) -> Vec<FieldError> {
         (self.validate)(obj)
+    }
+
+    fn warnings(&self, obj: &Object, old: Option<&Object>) -> Vec<String> {
+        self.warnings.map(|w| w(obj, old)).unwrap_or_default()
+    }
+}
+
+/// Upstream's Ingress `WarningsOnCreate`: the legacy class annotation
+/// (updates do not warn).
+pub fn ingress_warnings(obj: &Object, old: Option<&Object>) -> Vec<String> {
+    const CLASS: &str = "kubernetes.io/ingress.class";
+    let annotated = crate::metadata::meta(obj)
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
+        .is_some_and(|a| a.contains_key(CLASS));
+    if old.is_none() && annotated {
+        vec![format!(
+            "annotation {CLASS:?} is deprecated, please use 'spec.ingressClassName' instead"
+        )]
+    } else {
+        Vec::new()
     }
 }
 
