@@ -602,18 +602,15 @@ fn copy_part(sub: &str, from: &Object, to: &mut Object) {
     let Some(to_spec) = to.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    match sub {
-        "ephemeralcontainers" => {
-            match from_spec.and_then(|s| s.get("ephemeralContainers")) {
-                Some(v) if !v.is_null() => {
-                    to_spec.insert("ephemeralContainers".into(), v.clone());
-                }
-                _ => {
-                    to_spec.remove("ephemeralContainers");
-                }
-            };
+    if sub == "ephemeralcontainers" {
+        match from_spec.and_then(|s| s.get("ephemeralContainers")) {
+            Some(v) if !v.is_null() => {
+                to_spec.insert("ephemeralContainers".into(), v.clone());
+            }
+            _ => {
+                to_spec.remove("ephemeralContainers");
+            }
         }
-        _ => {}
     }
 }
 

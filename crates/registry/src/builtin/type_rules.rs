@@ -840,13 +840,16 @@ impl Strategy for PriorityClassStrategy {
     }
 }
 
+/// Upstream's warnings for a write: the new object and, on update, the old.
+pub type WarningsFn = fn(&Object, Option<&Object>) -> Vec<String>;
+
 /// A strategy that tracks generation and validates with `f` (types whose
 /// only special rule is validation).
 pub struct Validated {
     pub generation: bool,
     pub validate: fn(&Object) -> Vec<FieldError>,
     /// Upstream's warnings for the write (`None` for types that have none).
-    pub warnings: Option<fn(&Object, Option<&Object>) -> Vec<String>>,
+    pub warnings: Option<WarningsFn>,
 }
 
 impl Strategy for Validated {
