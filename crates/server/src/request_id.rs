@@ -146,7 +146,8 @@ fn log_response<R>(resp: &Response<R>, start: Instant) {
     if status >= 500 {
         line!(error, "request failed");
     } else if status == 429 {
-        line!(warn, "request throttled");
+        // Fair admission, watch caps and disruption budgets all answer 429.
+        line!(warn, "request answered 429 Too Many Requests");
     } else {
         line!(debug, "request");
     }
