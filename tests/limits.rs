@@ -473,6 +473,14 @@ fn quota_and_size_on_etcd() -> Result<()> {
 /// cannot all be seated or queued, so some get 429 with Retry-After; the
 /// quiet workspace, one request at a time, always finds the seat the
 /// noisy one may not take. Outcomes are asserted, not timings.
+///
+/// Why a quiet request cannot get 429 however slow the machine: the noisy
+/// workspace never holds more than its 1 seat (granted waiters included),
+/// and the quiet client sends its next request only after the previous
+/// answer, whose seat was freed when the handler returned. So a quiet
+/// request always finds a free seat, its own workspace idle and its queue
+/// empty: it is admitted at once and never queues (no queue timeout, no
+/// full queue, no push-out, which only acts inside one workspace).
 #[test]
 fn a_noisy_workspace_is_refused_while_a_quiet_one_is_served() -> Result<()> {
     let dir = tempfile::tempdir()?;
