@@ -9,7 +9,10 @@
 //! goes to the next workspace in a round-robin ring of workspaces with
 //! waiters, so each waiting workspace gets one slot per turn however many
 //! requests it queued; a workspace that had nothing in flight joins the
-//! ring at the front, so a quiet workspace waits for about one freed slot.
+//! ring ahead of the busy ones (behind other such workspaces, in arrival
+//! order: many idle workspaces arriving at once are served first come
+//! first served, none starved by later arrivals), so a quiet workspace
+//! waits for about one freed slot.
 //!
 //! Inside a workspace the same again, per user: each user with waiters has
 //! its own queue, and the workspace's turn goes to its users round-robin, so
@@ -184,6 +187,9 @@ struct State {
     workspaces: HashMap<Arc<str>, Workspace>,
     /// Workspaces with waiters, in serving order.
     ring: VecDeque<Arc<str>>,
+    /// How many entries at the front of `ring` joined with nothing in
+    /// flight (they go ahead of busy workspaces, in arrival order).
+    fresh: usize,
     next_id: u64,
 }
 
@@ -349,9 +355,13 @@ impl FairAdmission {
             state.waiting += 1;
             if !ws.in_ring {
                 ws.in_ring = true;
-                // Nothing running: the most deprived workspace goes first.
+                // Nothing running: ahead of the busy workspaces, behind
+                // the others that had nothing running either (pushing to
+                // the very front would serve the latest first and starve
+                // the earliest when many idle workspaces arrive at once).
                 if ws.in_flight == 0 {
-                    state.ring.push_front(key.clone());
+                    state.ring.insert(state.fresh, key.clone());
+                    state.fresh += 1;
                 } else {
                     state.ring.push_back(key.clone());
                 }
@@ -460,7 +470,12 @@ impl Shared {
         state.waiting -= 1;
         if ws.waiting == 0 && ws.in_ring {
             ws.in_ring = false;
-            state.ring.retain(|k| k != key);
+            if let Some(pos) = state.ring.iter().position(|k| k == key) {
+                state.ring.remove(pos);
+                if pos < state.fresh {
+                    state.fresh -= 1;
+                }
+            }
         }
         if ws.idle() {
             state.workspaces.remove(key);
@@ -493,6 +508,7 @@ impl Shared {
             let Some(key) = state.ring.pop_front() else {
                 break;
             };
+            state.fresh = state.fresh.saturating_sub(1);
             let Some(ws) = state.workspaces.get_mut(&key) else {
                 continue;
             };
@@ -706,6 +722,34 @@ mod tests {
             drop(p);
         }
         assert_eq!(order, "bababa");
+    }
+
+    /// Many idle workspaces queue at once (a client touching workspace
+    /// after workspace): they are served in arrival order, so none waits
+    /// behind every later arrival; a busy one keeps its turn behind them.
+    #[tokio::test]
+    async fn idle_workspaces_are_served_in_arrival_order() {
+        let fair = FairAdmission::new(&settings(1, 1, 100), None);
+        let first = fair.admit("busy", "u").await.expect("slot");
+        let names = ["w0", "w1", "w2", "w3", "w4"];
+        let mut waiting: Vec<(&str, _)> = vec![("busy", Box::pin(fair.admit("busy", "u")))];
+        for name in names {
+            waiting.push((name, Box::pin(fair.admit(name, "u"))));
+        }
+        for (_, f) in &mut waiting {
+            assert!(ready(f).is_none());
+        }
+        drop(first);
+        // Each permit dropped at once hands the slot to the next in line.
+        let mut order = Vec::new();
+        while !waiting.is_empty() {
+            let i = (0..waiting.len()).find_map(|i| ready(&mut waiting[i].1).map(|p| (i, p)));
+            let (i, p) = i.expect("one admitted per freed slot");
+            drop(p.expect("not rejected"));
+            order.push(waiting.remove(i).0);
+        }
+        assert_eq!(order, ["w0", "w1", "w2", "w3", "w4", "busy"]);
+        assert_eq!(fair.stats().workspaces, 0);
     }
 
     #[tokio::test]

@@ -5,21 +5,34 @@
 //!
 //! Cheap at a million workspaces: a workspace has a counter only after it
 //! creates something (and loses it after [`IDLE_AFTER`] without creates).
-//! The counter starts from an exact count (one count-only range per
-//! resource prefix, the workspace's key range only), then moves with this
-//! replica's creates and deletes. It drifts (other replicas, cascading and
-//! garbage-collecting deletes, namespace purges), so it is recounted every
-//! [`RECOUNT_AFTER`], and always before a create is refused: a stale count
-//! can let a few objects past the limit, but never refuses one wrongly.
-//! A create reserves its place first, so concurrent creates at the limit do
-//! not all slip through.
+//! The counter starts from a count of the workspace's objects in every
+//! resource prefix, then moves with this replica's creates and deletes. It
+//! drifts (other replicas, cascading and garbage-collecting deletes,
+//! namespace purges), so it is recounted every [`RECOUNT_AFTER`], and always
+//! before a create is refused: a stale count can let a few objects past the
+//! limit, but never refuses one wrongly. A create reserves its place first,
+//! so concurrent creates at the limit do not all slip through.
+//!
+//! A count costs no storage request for most prefixes (keys are laid out
+//! resource first, so a workspace's objects are one range per prefix, and
+//! on etcd one range each stalled watch delivery when every create went to
+//! a fresh workspace): a prefix whose watch cache runs is counted in
+//! memory over the workspace's key range (caches are never started for
+//! this); a prefix without one is counted in storage only when it holds
+//! any object at all, which one `limit 1` probe per prefix learns and
+//! [`RECOUNT_AFTER`] keeps (a create through the quota marks its prefix
+//! non-empty at once). Before a refusal a cache is used only once it has
+//! caught up with storage's current revision.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use dashmap::DashMap;
 use registry::cluster::{ClusterId, WorkspacePath};
+use registry::keys::ResourcePrefix;
+use registry::options::ReadFrom;
 use registry::status::QualifiedResource;
 use registry::store::ResourceStore;
 use registry::{ApiError, Registry};
@@ -40,7 +53,18 @@ pub struct ObjectQuota {
     limits: Arc<LimitsSection>,
     metrics: Option<Arc<Metrics>>,
     counters: DashMap<ClusterId, Arc<Counter>>,
+    /// Per resource prefix without a running cache: whether it held no
+    /// object in any workspace when probed, and when (see the module doc).
+    probed: DashMap<Bytes, Probe>,
+    /// One prober at a time: concurrent first creates share one probe.
+    probing: tokio::sync::Mutex<()>,
     epoch: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Probe {
+    empty: bool,
+    at: Instant,
 }
 
 impl std::fmt::Debug for ObjectQuota {
@@ -96,6 +120,8 @@ impl ObjectQuota {
             limits,
             metrics,
             counters: DashMap::new(),
+            probed: DashMap::new(),
+            probing: tokio::sync::Mutex::new(()),
             epoch: Instant::now(),
         }
     }
@@ -147,6 +173,7 @@ impl ObjectQuota {
             return Ok(Reservation(None));
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.note_written(&rs.descriptor.prefix);
         let counter = self
             .counters
             .entry(cluster.clone())
@@ -163,7 +190,7 @@ impl ObjectQuota {
         {
             let mut counted = counter.counted.lock().await;
             if counted.is_none_or(|at| at.elapsed() >= RECOUNT_AFTER) {
-                self.recount(registry, rs, cluster, &counter, &mut counted)
+                self.recount(registry, rs, cluster, &counter, &mut counted, false)
                     .await?;
             }
         }
@@ -178,7 +205,7 @@ impl ObjectQuota {
         {
             let mut counted = counter.counted.lock().await;
             if counted.is_none_or(|at| at < arrived) {
-                self.recount(registry, rs, cluster, &counter, &mut counted)
+                self.recount(registry, rs, cluster, &counter, &mut counted, true)
                     .await?;
             }
         }
@@ -249,11 +276,27 @@ impl ObjectQuota {
         });
     }
 
+    /// A create in `prefix` is under way: the prefix is not empty, and a
+    /// probe that started before now must not say it is.
+    fn note_written(&self, prefix: &ResourcePrefix) {
+        let written = Probe {
+            empty: false,
+            at: Instant::now(),
+        };
+        match self.probed.get_mut(prefix.as_bytes()) {
+            Some(mut p) => *p = written,
+            None => {
+                self.probed
+                    .insert(Bytes::copy_from_slice(prefix.as_bytes()), written);
+            }
+        }
+    }
+
     /// Counts the objects of `cluster` in every resource prefix: the
     /// built-ins, workspaces, every custom resource the workspace serves
     /// (from the in-memory CRD index, no walk of the workspace), and `rs`.
     /// Runs only when a counter starts, every [`RECOUNT_AFTER`], and before
-    /// a refusal, so a create pays one count-only range per kind rarely.
+    /// a refusal (`exact`: caches only once caught up with storage).
     async fn recount(
         &self,
         registry: &Registry,
@@ -261,6 +304,7 @@ impl ObjectQuota {
         cluster: &ClusterId,
         counter: &Counter,
         counted: &mut Option<Instant>,
+        exact: bool,
     ) -> Result<(), ApiError> {
         let mut prefixes: Vec<_> = registry
             .stores()
@@ -278,25 +322,106 @@ impl ObjectQuota {
             }
         }
         let qr = QualifiedResource::new(&rs.descriptor.gvk.group, rs.descriptor.plural());
-        let counts = futures::future::try_join_all(prefixes.iter().map(|p| {
+        let failed = |e: storage::Error| {
+            tracing::warn!(error = %e, cluster = %cluster, "counting a workspace's objects failed");
+            registry::status::interpret_list_error(e, &qr)
+        };
+
+        // In memory from the caches that run; the rest from storage.
+        let caches = registry.watch_caches();
+        let mut total: i64 = 0;
+        let mut uncached = Vec::new();
+        let mut current = None;
+        for p in &prefixes {
+            let (start, end) = p.cluster_range(cluster);
+            let Some(cache) = caches.ready_cache(p) else {
+                uncached.push(p);
+                continue;
+            };
+            if exact {
+                let target = match current {
+                    Some(r) => r,
+                    None => *current.insert(self.store.current_revision().await.map_err(failed)?),
+                };
+                if cache
+                    .read_at(ReadFrom::NotOlderThan(target))
+                    .await
+                    .is_none()
+                {
+                    uncached.push(p);
+                    continue;
+                }
+            }
+            match cache.count_now(&start, &end) {
+                Some((n, _)) => total += i64::try_from(n).unwrap_or(i64::MAX),
+                None => uncached.push(p),
+            }
+        }
+        let occupied = self.occupied(&uncached).await.map_err(failed)?;
+        let counts = futures::future::try_join_all(occupied.iter().map(|p| {
             let (start, end) = p.cluster_range(cluster);
             let req = RangeRequest {
                 start: start.into(),
                 end: end.into(),
-                ..RangeRequest::prefix(bytes::Bytes::new())
+                ..RangeRequest::prefix(Bytes::new())
             }
             .count_only();
             self.store.range(req)
         }))
         .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, cluster = %cluster, "counting a workspace's objects failed");
-            registry::status::interpret_list_error(e, &qr)
-        })?;
-        let total: i64 = counts.iter().map(|r| r.count).sum();
+        .map_err(failed)?;
+        total += counts.iter().map(|r| r.count).sum::<i64>();
         counter.used.store(total, Ordering::Release);
         *counted = Some(Instant::now());
         Ok(())
+    }
+
+    /// The prefixes of `candidates` that may hold objects: those not
+    /// probed empty within [`RECOUNT_AFTER`]. Probes the unknown ones (one
+    /// `limit 1` range each over the whole prefix), one caller at a time.
+    async fn occupied<'a>(
+        &self,
+        candidates: &[&'a ResourcePrefix],
+    ) -> storage::Result<Vec<&'a ResourcePrefix>> {
+        let known = |p: &ResourcePrefix| {
+            self.probed
+                .get(p.as_bytes())
+                .filter(|e| e.at.elapsed() < RECOUNT_AFTER)
+                .map(|e| e.empty)
+        };
+        if candidates.iter().any(|p| known(p).is_none()) {
+            let _one = self.probing.lock().await;
+            let unknown: Vec<&ResourcePrefix> = candidates
+                .iter()
+                .copied()
+                .filter(|p| known(p).is_none())
+                .collect();
+            let probes = futures::future::try_join_all(unknown.iter().map(|p| {
+                let at = Instant::now();
+                let req = RangeRequest::prefix(Bytes::copy_from_slice(p.as_bytes()))
+                    .keys_only()
+                    .limit(1);
+                async move { self.store.range(req).await.map(|r| (r.kvs.is_empty(), at)) }
+            }))
+            .await?;
+            for (p, (empty, at)) in unknown.iter().zip(probes) {
+                // A create noted after the probe started knows better.
+                self.probed
+                    .entry(Bytes::copy_from_slice(p.as_bytes()))
+                    .and_modify(|e| {
+                        if e.at < at {
+                            *e = Probe { empty, at };
+                        }
+                    })
+                    .or_insert(Probe { empty, at });
+            }
+        }
+        // A prefix probed meanwhile as empty but written since is occupied.
+        Ok(candidates
+            .iter()
+            .copied()
+            .filter(|p| known(p) != Some(true))
+            .collect())
     }
 }
 
@@ -424,5 +549,195 @@ mod tests {
         let off = ObjectQuota::new(store, limits(0), None);
         drop(off.reserve(&registry, &rs, &root, &cluster, "e").await);
         assert_eq!(off.tracked(), 0);
+    }
+
+    /// The storage count the quota's shortcuts must equal: one count-only
+    /// range per registered prefix over the workspace's key range.
+    async fn storage_count(store: &Arc<dyn Store>, registry: &Registry, c: &ClusterId) -> i64 {
+        let mut total = 0;
+        for s in registry.stores() {
+            let (start, end) = s.descriptor.prefix.cluster_range(c);
+            let req = RangeRequest {
+                start: start.into(),
+                end: end.into(),
+                ..RangeRequest::prefix(Bytes::new())
+            }
+            .count_only();
+            total += store.range(req).await.expect("count").count;
+        }
+        total
+    }
+
+    #[tokio::test]
+    async fn counts_from_running_caches_and_probed_prefixes_without_starting_caches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = storage::open(&storage::StorageConfig::Embedded(
+            storage::EmbeddedConfig::new(dir.path()),
+        ))
+        .await
+        .expect("store");
+        let registry = Registry::open(
+            store.clone(),
+            RegistryConfig {
+                key_root: "/q".into(),
+                advertise_address: "127.0.0.1:1".into(),
+            },
+        )
+        .await
+        .expect("registry");
+        let roles = registry
+            .resource("rbac.authorization.k8s.io", "v1", "clusterroles")
+            .expect("clusterroles")
+            .clone();
+        let cms = registry
+            .resource("", "v1", "configmaps")
+            .expect("configmaps")
+            .clone();
+        let (root, cluster) = (WorkspacePath::root(), ClusterId::root());
+        let opts = WriteOptions::default();
+        for name in ["r1", "r2", "r3"] {
+            registry
+                .create(&roles, &cluster, None, role(name), &opts)
+                .await
+                .expect("create role");
+        }
+        let cm = |name: &str| match json!({"metadata": {"name": name}}) {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!("a JSON object literal"),
+        };
+        for name in ["c1", "c2"] {
+            registry
+                .create(&cms, &cluster, Some("default"), cm(name), &opts)
+                .await
+                .expect("create configmap");
+        }
+        // Another workspace's objects, in the cached prefix and outside it,
+        // must not count.
+        let wss = registry
+            .resource("tenancy.wsgate.io", "v1alpha1", "workspaces")
+            .expect("workspaces")
+            .clone();
+        let created = registry
+            .create(&wss, &cluster, None, cm("other"), &opts)
+            .await
+            .expect("workspace");
+        let other = created["spec"]["cluster"]
+            .as_str()
+            .and_then(ClusterId::parse)
+            .expect("the new workspace's id");
+        for name in ["o1", "o2", "o3"] {
+            registry
+                .create(&cms, &other, Some("default"), cm(name), &opts)
+                .await
+                .expect("create configmap elsewhere");
+            registry
+                .create(&roles, &other, None, role(name), &opts)
+                .await
+                .expect("create role elsewhere");
+        }
+        // Start the configmaps cache only (a list does), and wait for it.
+        for _ in 0..250 {
+            let _ = cms
+                .list(
+                    &registry::cluster::ClusterScope::All,
+                    None,
+                    &registry::options::ListOptions::default(),
+                )
+                .await;
+            if registry
+                .watch_caches()
+                .ready_cache(&cms.descriptor.prefix)
+                .is_some()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            registry
+                .watch_caches()
+                .ready_cache(&cms.descriptor.prefix)
+                .is_some(),
+            "configmaps cache never got ready"
+        );
+        let caches_before = registry.watch_caches().stats().await.len();
+
+        let want = storage_count(&store, &registry, &cluster).await;
+        assert!(want >= 5, "the workspace holds what was created: {want}");
+        let quota = ObjectQuota::new(store.clone(), limits(1_000_000), None);
+        drop(quota.reserve(&registry, &roles, &root, &cluster, "x").await);
+        let used = |q: &ObjectQuota| {
+            q.counters
+                .get(&cluster)
+                .expect("a counter")
+                .used
+                .load(Ordering::Acquire)
+        };
+        assert_eq!(used(&quota), want, "cache + probed storage count");
+        // Prefixes were probed; the clusterroles one holds objects.
+        assert_eq!(
+            quota
+                .probed
+                .get(roles.descriptor.prefix.as_bytes())
+                .map(|p| p.empty),
+            Some(false)
+        );
+        assert!(quota.probed.iter().any(|p| p.empty), "some prefix is empty");
+        assert_eq!(
+            registry.watch_caches().stats().await.len(),
+            caches_before,
+            "counting started no cache"
+        );
+
+        // The exact count before a refusal agrees too: full at `want`.
+        let tight = ObjectQuota::new(
+            store.clone(),
+            limits(u64::try_from(want).expect("count")),
+            None,
+        );
+        let err = tight
+            .reserve(&registry, &cms, &root, &cluster, "c3")
+            .await
+            .err()
+            .expect("full");
+        assert!(
+            err.message.ends_with(&format!("used {want}")),
+            "{}",
+            err.message
+        );
+
+        // A create in a prefix probed empty marks it occupied at once, so
+        // a later count of another workspace's counter sees it.
+        let secrets = registry
+            .resource("", "v1", "secrets")
+            .expect("secrets")
+            .clone();
+        assert_eq!(
+            quota
+                .probed
+                .get(secrets.descriptor.prefix.as_bytes())
+                .map(|p| p.empty),
+            Some(true)
+        );
+        let r = quota
+            .reserve(&registry, &secrets, &root, &cluster, "s")
+            .await
+            .expect("room");
+        registry
+            .create(&secrets, &cluster, Some("default"), cm("s"), &opts)
+            .await
+            .expect("create secret");
+        r.created();
+        let fresh = ObjectQuota::new(store.clone(), limits(1_000_000), None);
+        fresh.probed.insert(
+            Bytes::copy_from_slice(secrets.descriptor.prefix.as_bytes()),
+            Probe {
+                empty: true,
+                at: Instant::now(),
+            },
+        );
+        fresh.note_written(&secrets.descriptor.prefix);
+        drop(fresh.reserve(&registry, &roles, &root, &cluster, "y").await);
+        assert_eq!(used(&fresh), want + 1);
     }
 }

@@ -184,3 +184,36 @@ impl WatchCache {
         self.fence.wait(ticket).await
     }
 }
+
+/// Read-only access for the object quota: counting from a cache that runs
+/// already, never starting one (a cache holds every object of its prefix).
+impl WatchCaches {
+    /// The cache of `prefix` if it was started and is ready to answer.
+    pub fn ready_cache(&self, prefix: &ResourcePrefix) -> Option<Arc<WatchCache>> {
+        if !self.enabled() {
+            return None;
+        }
+        let cache = self.caches.lock().get(prefix.as_bytes()).cloned()?;
+        cache.is_ready().then_some(cache)
+    }
+}
+
+impl WatchCache {
+    /// How many objects `[start, end)` holds at the revision the cache has
+    /// applied, with that revision; `None` while not ready. Costs a walk of
+    /// that range only (one workspace's objects), not of the whole prefix.
+    pub fn count_now(&self, start: &[u8], end: &[u8]) -> Option<(usize, Revision)> {
+        let state = self.state.read();
+        if !state.ready || self.disabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let n = state
+            .objects
+            .range::<[u8], _>((
+                std::ops::Bound::Included(start),
+                std::ops::Bound::Excluded(end),
+            ))
+            .count();
+        Some((n, state.revision))
+    }
+}

@@ -13,8 +13,11 @@
 //!
 //! Phases on one spawned server (embedded store) with fair admission on:
 //! quiet alone, quiet with the noisy one, and the same again (memory must
-//! not grow from the first noisy phase to the second); then, for
-//! comparison, quiet with the noisy one on a server with fairness off.
+//! not grow from the first noisy phase to the second), then quiet with a
+//! noisy *writer* (the same connections sending cheap merge patches of
+//! its ConfigMaps: writes take the storage-sized pool, not the read pool);
+//! then, for comparison, quiet with the noisy one on a server with
+//! fairness off.
 //! Printed: the quiet workspace's p50/p99 per phase and the ratio to
 //! alone, the noisy one's admitted and refused (429) rates, server RSS.
 
@@ -198,6 +201,16 @@ async fn set_up(pool: &Pool, noisy: &str, quiet: &str) -> anyhow::Result<()> {
     .await
 }
 
+/// What the noisy workspace sends.
+#[derive(Clone, Copy)]
+enum Noise {
+    /// LISTs that examine every object and select none.
+    Lists,
+    /// Merge patches of one small field of its ConfigMaps (each a storage
+    /// write), a different object per connection.
+    Writes,
+}
+
 /// One phase's figures.
 #[derive(Default)]
 struct Phase {
@@ -214,31 +227,51 @@ struct Phase {
 async fn phase(
     endpoint: &Endpoint,
     args: &FairnessArgs,
-    noisy: Option<&str>,
+    noisy: Option<(&str, Noise)>,
     quiet: &str,
 ) -> anyhow::Result<Phase> {
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
     let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let mut noisy_tasks = Vec::new();
-    if let Some(ws) = noisy {
-        let req = Req::get(format!(
+    if let Some((ws, noise)) = noisy {
+        let list = Req::get(format!(
             "/clusters/{ws}/api/v1/namespaces/default/configmaps?labelSelector=app%3Dnone"
         ));
-        for _ in 0..args.noisy_connections {
-            let (stop, measuring, counters, req) = (
+        for i in 0..args.noisy_connections {
+            let (stop, measuring, counters, list) = (
                 stop.clone(),
                 measuring.clone(),
                 counters.clone(),
-                req.clone(),
+                list.clone(),
             );
             let endpoint = endpoint.clone();
+            let patch_path = format!(
+                "/clusters/{ws}/api/v1/namespaces/default/configmaps/cm-{}",
+                i % NOISY_OBJECTS
+            );
             noisy_tasks.push(tokio::spawn(async move {
                 let mut conn = match Conn::connect(&endpoint).await {
                     Ok(c) => c,
                     Err(_) => return,
                 };
+                let mut seq = 0u64;
                 while !stop.load(Ordering::Relaxed) {
+                    let req = match noise {
+                        Noise::Lists => list.clone(),
+                        Noise::Writes => {
+                            // A new value each time: an unchanged object
+                            // would not be written.
+                            seq += 1;
+                            Req::with_body(
+                                Method::PATCH,
+                                patch_path.clone(),
+                                "application/merge-patch+json",
+                                format!(r#"{{"data":{{"n":"{seq}"}}}}"#),
+                                StatusCode::OK,
+                            )
+                        }
+                    };
                     let r = conn.send(&req).await;
                     let slot = match &r {
                         Ok(r) if r.status == StatusCode::OK => 0,
@@ -380,10 +413,14 @@ pub async fn run(exe: &Path, run_id: &str, args: &FairnessArgs) -> anyhow::Resul
     let rss_start = server.rss();
     let alone = phase(&server.endpoint, args, None, &quiet).await?;
     rows.push(("quiet alone", alone, server.rss()));
-    let first = phase(&server.endpoint, args, Some(&noisy), &quiet).await?;
+    let lists = Some((noisy.as_str(), Noise::Lists));
+    let first = phase(&server.endpoint, args, lists, &quiet).await?;
     rows.push(("with noisy (fairness on)", first, server.rss()));
-    let second = phase(&server.endpoint, args, Some(&noisy), &quiet).await?;
+    let second = phase(&server.endpoint, args, lists, &quiet).await?;
     rows.push(("with noisy again (fairness on)", second, server.rss()));
+    let writes = Some((noisy.as_str(), Noise::Writes));
+    let writer = phase(&server.endpoint, args, writes, &quiet).await?;
+    rows.push(("with noisy writer (fairness on)", writer, server.rss()));
     drop(server);
 
     // For comparison: one workspace allowed a request per core (it can own
@@ -397,7 +434,7 @@ pub async fn run(exe: &Path, run_id: &str, args: &FairnessArgs) -> anyhow::Resul
     ] {
         let server = Server::start(exe, &config).await?;
         set_up(&Pool::new(&server.endpoint, 4), &noisy, &quiet).await?;
-        let p = phase(&server.endpoint, args, Some(&noisy), &quiet).await?;
+        let p = phase(&server.endpoint, args, lists, &quiet).await?;
         rows.push((name, p, server.rss()));
     }
 
