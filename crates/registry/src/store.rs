@@ -612,15 +612,30 @@ impl ResourceStore {
 
     // ---------------------------------------------------------------- get
 
+    /// GET of the latest state (storage), as writers and internal callers
+    /// need it.
     pub async fn get(
         &self,
         cluster: &ClusterId,
         namespace: Option<&str>,
         name: &str,
     ) -> ApiResult<Object> {
-        match self.current(cluster, namespace, name).await? {
-            Some(c) => Ok(c.obj),
-            None => Err(ApiError::not_found(self.qr(), name)),
+        self.get_from(cluster, namespace, name, ReadFrom::Latest)
+            .await
+    }
+
+    /// GET with a `resourceVersion` (see [`crate::options::GetOptions`]).
+    pub async fn get_from(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+        from: ReadFrom,
+    ) -> ApiResult<Object> {
+        let key = self.key(cluster, namespace, name)?;
+        match self.stored_for_get(&key, name, from).await? {
+            Some(kv) => self.read(&kv),
+            None => self.implicit_or_not_found(cluster, namespace, name).await,
         }
     }
 
@@ -630,15 +645,10 @@ impl ResourceStore {
         cluster: &ClusterId,
         namespace: Option<&str>,
         name: &str,
+        from: ReadFrom,
     ) -> ApiResult<Bytes> {
         let key = self.key(cluster, namespace, name)?;
-        let resp = self
-            .ctx
-            .store
-            .get(&key, None)
-            .await
-            .map_err(|e| status::interpret_get_error(e, self.qr(), name))?;
-        let obj = match resp.kv {
+        let obj = match self.stored_for_get(&key, name, from).await? {
             Some(kv) if self.conversion.is_none() => {
                 match splice_resource_version(&kv.value, kv.mod_revision) {
                     Some(b) => return Ok(b),
@@ -646,16 +656,60 @@ impl ResourceStore {
                 }
             }
             Some(kv) => self.read(&kv)?,
-            None => self
-                .live_implicit(cluster, namespace, Some(name))
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| ApiError::not_found(self.qr(), name))?,
+            None => self.implicit_or_not_found(cluster, namespace, name).await?,
         };
         serde_json::to_vec(&obj)
             .map(Bytes::from)
             .map_err(|e| ApiError::internal(format!("Internal error occurred: {e}")))
+    }
+
+    /// The stored object a GET reads (`None`: not stored). Like upstream's
+    /// cacher: an unset resourceVersion reads storage (a quorum read);
+    /// `0` and `N` are served from the watch cache when it is loaded and,
+    /// for `N`, has caught up with N (the cache's own freshness rules, as
+    /// for lists); otherwise from storage, which waits a bounded time for
+    /// N and then answers 504 "Too large resource version".
+    async fn stored_for_get(
+        &self,
+        key: &[u8],
+        name: &str,
+        from: ReadFrom,
+    ) -> ApiResult<Option<KeyValue>> {
+        if from != ReadFrom::Latest
+            && let Some(cache) = self.watch_cache()
+            && let Some((kv, _)) = cache.get(key, from).await
+        {
+            return Ok(kv);
+        }
+        let read = || async {
+            self.ctx
+                .store
+                .get(key, None)
+                .await
+                .map_err(|e| status::interpret_get_error(e, self.qr(), name))
+        };
+        let resp = read().await?;
+        match from {
+            ReadFrom::NotOlderThan(x) if resp.revision < x => {
+                self.wait_for_revision(x).await?;
+                Ok(read().await?.kv)
+            }
+            _ => Ok(resp.kv),
+        }
+    }
+
+    /// An implicit object of this name, or 404 as storage answers it.
+    async fn implicit_or_not_found(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Object> {
+        self.live_implicit(cluster, namespace, Some(name))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::not_found(self.qr(), name))
     }
 
     // --------------------------------------------------------------- list
