@@ -206,12 +206,16 @@ pub fn splice_resource_version(doc: &[u8], rev: Revision) -> Option<Bytes> {
         match doc[i] {
             b'"' => {
                 let start = i + 1;
-                i += 1;
-                while i < n && doc[i] != b'"' {
-                    i += if doc[i] == b'\\' { 2 } else { 1 };
-                }
-                if i >= n {
-                    return None;
+                // Skip the string: jump from quote or backslash to the next
+                // (memchr: long values such as ConfigMap data dominate).
+                i = start;
+                loop {
+                    i += memchr::memchr2(b'"', b'\\', doc.get(i..)?)?;
+                    if doc[i] == b'\\' {
+                        i += 2;
+                    } else {
+                        break;
+                    }
                 }
                 if depth == 1 && &doc[start..i] == b"metadata" {
                     let mut j = i + 1;
@@ -227,13 +231,13 @@ pub fn splice_resource_version(doc: &[u8], rev: Revision) -> Option<Bytes> {
                             let rest = &doc[j + 1..];
                             let empty =
                                 rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-                            let field = format!(
-                                "\"resourceVersion\":\"{rev}\"{}",
-                                if empty { "" } else { "," }
-                            );
-                            let mut out = Vec::with_capacity(n + field.len());
+                            let mut buf = itoa::Buffer::new();
+                            let digits = buf.format(rev).as_bytes();
+                            let mut out = Vec::with_capacity(n + digits.len() + 24);
                             out.extend_from_slice(&doc[..=j]);
-                            out.extend_from_slice(field.as_bytes());
+                            out.extend_from_slice(b"\"resourceVersion\":\"");
+                            out.extend_from_slice(digits);
+                            out.extend_from_slice(if empty { &b"\""[..] } else { b"\"," });
                             out.extend_from_slice(rest);
                             return Some(Bytes::from(out));
                         }
@@ -1985,5 +1989,14 @@ mod tests {
         let empty = splice_resource_version(br#"{"metadata":{}}"#, 7).expect("spliced");
         assert_eq!(&empty[..], br#"{"metadata":{"resourceVersion":"7"}}"#);
         assert!(splice_resource_version(br#"{"kind":"metadata"}"#, 1).is_none());
+        // Escapes inside strings, including an escaped backslash before
+        // the closing quote; unterminated strings are not spliced.
+        let doc = br#"{"a":"x\\","b":"\"metadata\":{","metadata":{"name":"y"}}"#;
+        let out = splice_resource_version(doc, 9).expect("spliced");
+        let v: Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(v["metadata"]["resourceVersion"], "9");
+        assert_eq!(v["b"], "\"metadata\":{");
+        assert!(splice_resource_version(br#"{"metadata":"abc"#, 1).is_none());
+        assert!(splice_resource_version(br#"{"metadata":"abc\"#, 1).is_none());
     }
 }
