@@ -54,7 +54,7 @@ fn servers(test: &str, cache: bool) -> Result<Vec<(String, Server)>> {
 }
 
 /// Every behaviour of GET with a resourceVersion on one server.
-fn check_get_semantics(what: &str, server: &Server) -> Result<()> {
+fn check_get_semantics(what: &str, server: &Server, cache: bool) -> Result<()> {
     server.create_workspace("ws-a")?;
     server.create_workspace("ws-b")?;
     let a = format!("/clusters/ws-a{CM}");
@@ -232,6 +232,10 @@ fn check_get_semantics(what: &str, server: &Server) -> Result<()> {
         "{what}: {code} {st}"
     );
 
+    // A custom resource read through its non-storage version: the cache
+    // holds the stored (v1) bytes, the answer is still converted.
+    check_conversion(what, server, cache)?;
+
     // Implicit objects (never stored) at rv=0 equal the latest read.
     for path in [
         "/api/v1/namespaces/default".to_owned(),
@@ -245,6 +249,81 @@ fn check_get_semantics(what: &str, server: &Server) -> Result<()> {
         ensure!(code == 200, "{what}: {full}?rv=0: {code} {any}");
         ensure!(any == latest, "{what}: {full}: {any} != {latest}");
     }
+    Ok(())
+}
+
+/// A two-version CRD (v1 stored, v1beta1 served too): GET at rv=0 and
+/// rv=N through v1beta1 answers v1beta1, like the storage read.
+fn check_conversion(what: &str, server: &Server, cache: bool) -> Result<()> {
+    let schema = json!({"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}});
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {"name": "v1beta1", "served": true, "storage": false, "schema": schema},
+                {"name": "v1", "served": true, "storage": true, "schema": schema},
+            ],
+        },
+    });
+    let (code, body) = call(
+        server,
+        "POST",
+        "/clusters/ws-a/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        Some(crd),
+    )?;
+    ensure!(code == 201, "{what}: CRD: {code} {body}");
+    let base = "/clusters/ws-a/apis/example.com";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let created = loop {
+        let (code, body) = call(
+            server,
+            "POST",
+            &format!("{base}/v1/namespaces/default/widgets"),
+            Some(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                        "metadata": {"name": "w"}, "spec": {"size": 3}})),
+        )?;
+        if code == 201 {
+            break body;
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: widget: {code} {body}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rv = rv_of(&created)?;
+    let path = format!("{base}/v1beta1/namespaces/default/widgets/w");
+    let (code, latest) = call(server, "GET", &path, None)?;
+    ensure!(code == 200, "{what}: {code} {latest}");
+    for q in ["0".to_owned(), rv.to_string()] {
+        let (code, got) = call(server, "GET", &format!("{path}?resourceVersion={q}"), None)?;
+        ensure!(code == 200, "{what}: rv={q}: {code} {got}");
+        ensure!(
+            got["apiVersion"] == "example.com/v1beta1" && got["spec"]["size"] == 3,
+            "{what}: rv={q}: not converted: {got}"
+        );
+        ensure!(got == latest, "{what}: rv={q}: {got} != {latest}");
+    }
+    // The first rv=0 read started the widgets cache (and was answered by
+    // storage while it loaded); once loaded, the cache answers, converted.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = storage_gets(server)?;
+    for _ in 0..10 {
+        let (code, got) = call(server, "GET", &format!("{path}?resourceVersion=0"), None)?;
+        ensure!(
+            code == 200 && got == latest,
+            "{what}: from the cache: {code} {got}"
+        );
+    }
+    let gets = storage_gets(server)? - before;
+    ensure!(
+        if cache { gets < 10 } else { gets >= 10 },
+        "{what}: 10 converted GETs at rv=0 read storage {gets} times"
+    );
     Ok(())
 }
 
@@ -295,7 +374,7 @@ fn configmaps_cache_in_metrics(server: &Server) -> Result<bool> {
 #[test]
 fn get_with_resource_version_from_the_watch_cache() -> Result<()> {
     for (what, server) in servers("get_with_resource_version_from_the_watch_cache", true)? {
-        check_get_semantics(&what, &server)?;
+        check_get_semantics(&what, &server, true)?;
         // Served from memory: (almost) no storage reads; a few may come
         // from background work.
         let gets = storage_gets_of_rv0_reads(&server)?;
@@ -314,7 +393,7 @@ fn get_with_resource_version_from_the_watch_cache() -> Result<()> {
 #[test]
 fn get_with_resource_version_with_the_watch_cache_off() -> Result<()> {
     for (what, server) in servers("get_with_resource_version_with_the_watch_cache_off", false)? {
-        check_get_semantics(&what, &server)?;
+        check_get_semantics(&what, &server, false)?;
         let gets = storage_gets_of_rv0_reads(&server)?;
         ensure!(
             gets >= 20,
