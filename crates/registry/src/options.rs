@@ -173,6 +173,38 @@ impl ListOptions {
     }
 }
 
+/// GET options (`metav1.GetOptions`): only `resourceVersion` matters.
+#[derive(Clone, Debug, Default)]
+pub struct GetOptions {
+    pub resource_version: Option<String>,
+}
+
+impl GetOptions {
+    /// Where a GET reads from, upstream's rules: unset or `""` is the
+    /// latest state (read from storage), `"0"` any state (the watch
+    /// cache), `N` at least revision N. There is no resourceVersionMatch.
+    /// A value that is not a revision is a 400 (upstream lets its storage
+    /// parse error through as a 500).
+    pub fn read_from(&self) -> ApiResult<ReadFrom> {
+        match self.resource_version.as_deref() {
+            None | Some("") => Ok(ReadFrom::Latest),
+            Some(s) => match s.parse::<u64>() {
+                Ok(0) => Ok(ReadFrom::Any),
+                Ok(x) => i64::try_from(x)
+                    .map(ReadFrom::NotOlderThan)
+                    .map_err(|_| bad_get_resource_version(s)),
+                Err(_) => Err(bad_get_resource_version(s)),
+            },
+        }
+    }
+}
+
+fn bad_get_resource_version(s: &str) -> ApiError {
+    ApiError::bad_request(
+        FieldError::invalid("resourceVersion", s, "must be a non-negative integer").to_string(),
+    )
+}
+
 impl ApiError {
     fn into_bad_request(self) -> ApiError {
         ApiError::bad_request(self.message)
@@ -441,5 +473,35 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(w.watch_read_from().unwrap_err().code(), 422);
+    }
+
+    #[test]
+    fn get_read_from_rules() {
+        let get = |rv: Option<&str>| {
+            GetOptions {
+                resource_version: rv.map(str::to_owned),
+            }
+            .read_from()
+        };
+        assert_eq!(get(None).unwrap(), ReadFrom::Latest);
+        assert_eq!(get(Some("")).unwrap(), ReadFrom::Latest);
+        assert_eq!(get(Some("0")).unwrap(), ReadFrom::Any);
+        assert_eq!(get(Some("42")).unwrap(), ReadFrom::NotOlderThan(42));
+        for bad in [
+            "abc",
+            "-1",
+            "1.5",
+            " 1",
+            "99999999999999999999",
+            "18446744073709551615",
+        ] {
+            let e = get(Some(bad)).unwrap_err();
+            assert_eq!(e.code(), 400, "{bad}");
+            assert!(
+                e.message.starts_with("resourceVersion: Invalid value"),
+                "{bad}: {}",
+                e.message
+            );
+        }
     }
 }

@@ -206,12 +206,16 @@ pub fn splice_resource_version(doc: &[u8], rev: Revision) -> Option<Bytes> {
         match doc[i] {
             b'"' => {
                 let start = i + 1;
-                i += 1;
-                while i < n && doc[i] != b'"' {
-                    i += if doc[i] == b'\\' { 2 } else { 1 };
-                }
-                if i >= n {
-                    return None;
+                // Skip the string: jump from quote or backslash to the next
+                // (memchr: long values such as ConfigMap data dominate).
+                i = start;
+                loop {
+                    i += memchr::memchr2(b'"', b'\\', doc.get(i..)?)?;
+                    if doc[i] == b'\\' {
+                        i += 2;
+                    } else {
+                        break;
+                    }
                 }
                 if depth == 1 && &doc[start..i] == b"metadata" {
                     let mut j = i + 1;
@@ -227,13 +231,13 @@ pub fn splice_resource_version(doc: &[u8], rev: Revision) -> Option<Bytes> {
                             let rest = &doc[j + 1..];
                             let empty =
                                 rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-                            let field = format!(
-                                "\"resourceVersion\":\"{rev}\"{}",
-                                if empty { "" } else { "," }
-                            );
-                            let mut out = Vec::with_capacity(n + field.len());
+                            let mut buf = itoa::Buffer::new();
+                            let digits = buf.format(rev).as_bytes();
+                            let mut out = Vec::with_capacity(n + digits.len() + 24);
                             out.extend_from_slice(&doc[..=j]);
-                            out.extend_from_slice(field.as_bytes());
+                            out.extend_from_slice(b"\"resourceVersion\":\"");
+                            out.extend_from_slice(digits);
+                            out.extend_from_slice(if empty { &b"\""[..] } else { b"\"," });
                             out.extend_from_slice(rest);
                             return Some(Bytes::from(out));
                         }
@@ -612,15 +616,30 @@ impl ResourceStore {
 
     // ---------------------------------------------------------------- get
 
+    /// GET of the latest state (storage), as writers and internal callers
+    /// need it.
     pub async fn get(
         &self,
         cluster: &ClusterId,
         namespace: Option<&str>,
         name: &str,
     ) -> ApiResult<Object> {
-        match self.current(cluster, namespace, name).await? {
-            Some(c) => Ok(c.obj),
-            None => Err(ApiError::not_found(self.qr(), name)),
+        self.get_from(cluster, namespace, name, ReadFrom::Latest)
+            .await
+    }
+
+    /// GET with a `resourceVersion` (see [`crate::options::GetOptions`]).
+    pub async fn get_from(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+        from: ReadFrom,
+    ) -> ApiResult<Object> {
+        let key = self.key(cluster, namespace, name)?;
+        match self.stored_for_get(&key, name, from).await? {
+            Some(kv) => self.read(&kv),
+            None => self.implicit_or_not_found(cluster, namespace, name).await,
         }
     }
 
@@ -630,15 +649,10 @@ impl ResourceStore {
         cluster: &ClusterId,
         namespace: Option<&str>,
         name: &str,
+        from: ReadFrom,
     ) -> ApiResult<Bytes> {
         let key = self.key(cluster, namespace, name)?;
-        let resp = self
-            .ctx
-            .store
-            .get(&key, None)
-            .await
-            .map_err(|e| status::interpret_get_error(e, self.qr(), name))?;
-        let obj = match resp.kv {
+        let obj = match self.stored_for_get(&key, name, from).await? {
             Some(kv) if self.conversion.is_none() => {
                 match splice_resource_version(&kv.value, kv.mod_revision) {
                     Some(b) => return Ok(b),
@@ -646,16 +660,60 @@ impl ResourceStore {
                 }
             }
             Some(kv) => self.read(&kv)?,
-            None => self
-                .live_implicit(cluster, namespace, Some(name))
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| ApiError::not_found(self.qr(), name))?,
+            None => self.implicit_or_not_found(cluster, namespace, name).await?,
         };
         serde_json::to_vec(&obj)
             .map(Bytes::from)
             .map_err(|e| ApiError::internal(format!("Internal error occurred: {e}")))
+    }
+
+    /// The stored object a GET reads (`None`: not stored). Like upstream's
+    /// cacher: an unset resourceVersion reads storage (a quorum read);
+    /// `0` and `N` are served from the watch cache when it is loaded and,
+    /// for `N`, has caught up with N (the cache's own freshness rules, as
+    /// for lists); otherwise from storage, which waits a bounded time for
+    /// N and then answers 504 "Too large resource version".
+    async fn stored_for_get(
+        &self,
+        key: &[u8],
+        name: &str,
+        from: ReadFrom,
+    ) -> ApiResult<Option<KeyValue>> {
+        if from != ReadFrom::Latest
+            && let Some(cache) = self.watch_cache()
+            && let Some((kv, _)) = cache.get(key, from).await
+        {
+            return Ok(kv);
+        }
+        let read = || async {
+            self.ctx
+                .store
+                .get(key, None)
+                .await
+                .map_err(|e| status::interpret_get_error(e, self.qr(), name))
+        };
+        let resp = read().await?;
+        match from {
+            ReadFrom::NotOlderThan(x) if resp.revision < x => {
+                self.wait_for_revision(x).await?;
+                Ok(read().await?.kv)
+            }
+            _ => Ok(resp.kv),
+        }
+    }
+
+    /// An implicit object of this name, or 404 as storage answers it.
+    async fn implicit_or_not_found(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Object> {
+        self.live_implicit(cluster, namespace, Some(name))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::not_found(self.qr(), name))
     }
 
     // --------------------------------------------------------------- list
@@ -1950,5 +2008,14 @@ mod tests {
         let empty = splice_resource_version(br#"{"metadata":{}}"#, 7).expect("spliced");
         assert_eq!(&empty[..], br#"{"metadata":{"resourceVersion":"7"}}"#);
         assert!(splice_resource_version(br#"{"kind":"metadata"}"#, 1).is_none());
+        // Escapes inside strings, including an escaped backslash before
+        // the closing quote; unterminated strings are not spliced.
+        let doc = br#"{"a":"x\\","b":"\"metadata\":{","metadata":{"name":"y"}}"#;
+        let out = splice_resource_version(doc, 9).expect("spliced");
+        let v: Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(v["metadata"]["resourceVersion"], "9");
+        assert_eq!(v["b"], "\"metadata\":{");
+        assert!(splice_resource_version(br#"{"metadata":"abc"#, 1).is_none());
+        assert!(splice_resource_version(br#"{"metadata":"abc\"#, 1).is_none());
     }
 }

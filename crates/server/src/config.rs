@@ -149,6 +149,7 @@ pub struct Config {
     pub logging: LoggingSection,
     pub metrics: MetricsSection,
     pub wildcard: WildcardSection,
+    pub watch_cache: WatchCacheSection,
 }
 
 impl Default for Config {
@@ -166,6 +167,7 @@ impl Default for Config {
             logging: LoggingSection::default(),
             metrics: MetricsSection::default(),
             wildcard: WildcardSection::default(),
+            watch_cache: WatchCacheSection::default(),
         }
     }
 }
@@ -545,6 +547,20 @@ pub struct WildcardSection {
     pub allow: bool,
 }
 
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchCacheSection {
+    /// Serve LIST, WATCH and GET with a resourceVersion from the
+    /// in-memory watch caches; off, every read goes to storage.
+    pub enabled: bool,
+}
+
+impl Default for WatchCacheSection {
+    fn default() -> Self {
+        WatchCacheSection { enabled: true }
+    }
+}
+
 // Command-line flags and their environment variables; `None` keeps the
 // file's value. `main.rs` can `#[command(flatten)]` this struct. (A plain
 // comment: a doc comment would become the subcommand's `about`.)
@@ -628,6 +644,9 @@ pub struct Overrides {
     /// Serve /clusters/* to authenticated users [default: false] [key: wildcard.allow]
     #[arg(long, env = "WSGATE_ALLOW_WILDCARD", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub allow_wildcard: Option<bool>,
+    /// Serve reads from the watch caches [default: true] [key: watch_cache.enabled]
+    #[arg(long, env = "WSGATE_WATCH_CACHE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub watch_cache: Option<bool>,
 }
 
 /// Which keys the overrides set, so an error about one names the flag.
@@ -779,6 +798,13 @@ impl Overrides {
             "--allow-wildcard",
             "WSGATE_ALLOW_WILDCARD",
             |v| c.wildcard.allow = *v
+        );
+        set!(
+            watch_cache,
+            "watch_cache.enabled",
+            "--watch-cache",
+            "WSGATE_WATCH_CACHE",
+            |v| c.watch_cache.enabled = *v
         );
         applied
     }
@@ -1220,6 +1246,9 @@ impl Config {
                         .unwrap_or_default()
                 ));
             }
+        }
+        if !self.watch_cache.enabled {
+            out.push("watch cache: off (every read from storage)".to_owned());
         }
         if !self.insecure_http {
             out.push(match self.tls_files() {

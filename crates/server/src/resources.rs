@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use registry::cluster::{ClusterId, ClusterScope};
 use registry::options::{
-    DeleteOptions, ListOptions, WriteOptions, parse_dry_run, parse_propagation,
+    DeleteOptions, GetOptions, ListOptions, WriteOptions, parse_dry_run, parse_propagation,
 };
 use registry::resource::ResourceDescriptor;
 use registry::schema::FieldValidation;
@@ -91,6 +91,12 @@ impl Query {
                 .filter(|t| *t > 0)
                 .map(|t| t as u64),
         })
+    }
+
+    fn get_options(&self) -> GetOptions {
+        GetOptions {
+            resource_version: self.get("resourceVersion").map(str::to_owned),
+        }
     }
 
     fn write_options(&self, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
@@ -348,7 +354,8 @@ pub async fn handle(
     }
     let result = match verb {
         Verb::Get if output == Output::Json && sub.is_none() => {
-            let bytes = rs.get_json(&cluster, namespace, name).await?;
+            let from = query.get_options().read_from()?;
+            let bytes = rs.get_json(&cluster, namespace, name, from).await?;
             Ok(crate::discovery::bytes_response(
                 StatusCode::OK,
                 "application/json",
@@ -356,7 +363,8 @@ pub async fn handle(
             ))
         }
         Verb::Get => {
-            let obj = rs.get(&cluster, namespace, name).await?;
+            let from = query.get_options().read_from()?;
+            let obj = rs.get_from(&cluster, namespace, name, from).await?;
             let obj = if sub == Some("scale") {
                 rs.scale_of(&obj)?
             } else {

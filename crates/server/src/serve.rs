@@ -194,6 +194,9 @@ pub async fn serve(
         config.storage_config(),
         storage::StorageConfig::Embedded(_)
     ));
+    registry
+        .watch_caches()
+        .set_enabled(config.watch_cache.enabled);
     let scheme = if config.insecure_http {
         "http"
     } else {

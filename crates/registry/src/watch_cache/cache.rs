@@ -351,6 +351,16 @@ impl WatchCache {
         Some(view(&state, start, end, at, max))
     }
 
+    /// The object at `key` in the current state (`None`: absent) and the
+    /// revision of that state; `None` while the cache is not loaded.
+    pub(crate) fn get_current(&self, key: &[u8]) -> Option<(Option<KeyValue>, Revision)> {
+        let state = self.state.read();
+        if !state.ready {
+            return None;
+        }
+        Some((state.objects.get(key).cloned(), state.revision))
+    }
+
     /// How many objects of `[start, end)` exist as of `at`.
     pub(crate) fn count(&self, start: Bound<&[u8]>, end: &[u8], at: Revision) -> Option<usize> {
         let state = self.state.read();

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use storage::{Revision, Store};
+use storage::{KeyValue, Revision, Store};
 
 pub use cache::WatchCache;
 pub use fanout::{CacheEvent, Ended};
@@ -177,6 +177,18 @@ impl WatchCache {
                 (rev >= target).then_some(rev)
             }
         }
+    }
+
+    /// A GET of `key` from this cache, at least as fresh as `from` asks
+    /// (the same freshness rules as [`WatchCache::read_at`]): the object
+    /// (`None`: absent) and the revision it was read at. `None` means read
+    /// storage (not loaded, or not caught up with `from` in time).
+    pub async fn get(&self, key: &[u8], from: ReadFrom) -> Option<(Option<KeyValue>, Revision)> {
+        let at = self.read_at(from).await?;
+        // The current state is served: it is at least `at` (revisions only
+        // grow), so it is as fresh as asked.
+        let (kv, rev) = self.get_current(key)?;
+        (rev >= at).then_some((kv, rev))
     }
 
     async fn fence_wait(&self) -> bool {

@@ -342,6 +342,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         };
         if wants(Scenario::Get) {
             push(bench.get().await, "GET");
+            push(bench.get_cached().await, "GET rv=0");
         }
         if wants(Scenario::List) {
             for n in [1, 100, 1000] {

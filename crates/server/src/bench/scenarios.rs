@@ -490,10 +490,21 @@ impl Bench {
     pub async fn get(&self) -> anyhow::Result<Row> {
         let names: Vec<String> = (0..GET_OBJECTS).map(|i| format!("g-{i}")).collect();
         self.create_configmaps("get", names).await?;
+        self.get_loop("GET 1 object", "").await
+    }
+
+    /// GET of the same objects (run after [`Bench::get`]) with
+    /// `resourceVersion=0`: from the watch cache instead of storage.
+    pub async fn get_cached(&self) -> anyhow::Result<Row> {
+        self.get_loop("GET 1 object, rv=0", "?resourceVersion=0")
+            .await
+    }
+
+    async fn get_loop(&self, label: &str, query: &'static str) -> anyhow::Result<Row> {
         // One response, checked in full, gives the object size.
         let first = self
             .pool
-            .send(&Req::get(format!("{}/g-0", self.configmaps("get"))))
+            .send(&Req::get(format!("{}/g-0{query}", self.configmaps("get"))))
             .await?;
         let v: serde_json::Value =
             serde_json::from_slice(&first.body).context("GET g-0: response is not JSON")?;
@@ -504,6 +515,7 @@ impl Bench {
         struct S {
             base: String,
             offset: u64,
+            query: &'static str,
         }
         let workers = self
             .conns(self.connections)
@@ -515,14 +527,16 @@ impl Bench {
                 state: S {
                     base: self.configmaps("get"),
                     offset: w as u64 * 7,
+                    query,
                 },
                 make: |s: &mut S, seq| {
                     let i = (s.offset + seq) % GET_OBJECTS as u64;
-                    Some(Req::get(format!("{}/g-{i}", s.base)))
+                    Some(Req::get(format!("{}/g-{i}{}", s.base, s.query)))
                 },
                 check: |_, req, resp| {
                     // The object asked for, not some other answer with 200.
-                    let name = req.path.rsplit('/').next().unwrap_or("");
+                    let path = req.path.split('?').next().unwrap_or("");
+                    let name = path.rsplit('/').next().unwrap_or("");
                     if contains(&resp.body, format!(r#""name":"{name}""#).as_bytes()) {
                         Ok(())
                     } else {
@@ -531,10 +545,7 @@ impl Bench {
                 },
             })
             .collect();
-        Ok(self
-            .runner
-            .closed_loop("GET 1 object", &self.target, workers)
-            .await)
+        Ok(self.runner.closed_loop(label, &self.target, workers).await)
     }
 
     pub async fn list(&self, n: usize) -> anyhow::Result<Row> {

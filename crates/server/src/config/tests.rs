@@ -58,6 +58,13 @@ fn unknown_keys_are_rejected_with_their_path() {
     assert!(text.contains("test.toml:3:"), "{text}");
     assert!(text.contains("bogus"), "{text}");
 
+    let err = parse("[watch_cache]\nenable = false\n").expect_err("unknown key");
+    assert!(
+        err.key().is_some_and(|k| k.starts_with("watch_cache")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("enable"), "{err}");
+
     let err = parse("[limits.fairness]\nmax_inflight = 3\n").expect_err("unknown key");
     assert!(err.to_string().contains("max_inflight"), "{err}");
 
@@ -260,6 +267,16 @@ fn flags_parse_with_clap_and_env() {
     assert_eq!(cli.o.etcd_endpoints.as_ref().map(Vec::len), Some(2));
     assert_eq!(cli.o.log_format, Some(LogFormat::Json));
     assert_eq!(cli.o.listen, None, "no clap default hides the file's value");
+
+    // The watch cache switch: `--watch-cache=false` turns it off, over
+    // the file.
+    let cli = Cli::try_parse_from(["wsgate", "--watch-cache=false"]).expect("parses");
+    assert_eq!(cli.o.watch_cache, Some(false));
+    let f = write("[watch_cache]\nenabled = true\n");
+    let c = Config::resolve(Some(f.path()), &cli.o).expect("resolves");
+    assert!(!c.watch_cache.enabled);
+    assert!(c.summary().contains("watch cache: off"), "{}", c.summary());
+    assert!(Config::default().watch_cache.enabled, "on by default");
 }
 
 #[test]
