@@ -412,29 +412,49 @@ pub async fn run(exe: &Path, run_id: &str, args: &FairnessArgs) -> anyhow::Resul
     set_up(&Pool::new(&server.endpoint, 4), &noisy, &quiet).await?;
     let rss_start = server.rss();
     let alone = phase(&server.endpoint, args, None, &quiet).await?;
-    rows.push(("quiet alone", alone, server.rss()));
+    rows.push(("quiet alone".to_owned(), alone, server.rss()));
     let lists = Some((noisy.as_str(), Noise::Lists));
     let first = phase(&server.endpoint, args, lists, &quiet).await?;
-    rows.push(("with noisy (fairness on)", first, server.rss()));
+    rows.push(("with noisy (fairness on)".to_owned(), first, server.rss()));
     let second = phase(&server.endpoint, args, lists, &quiet).await?;
-    rows.push(("with noisy again (fairness on)", second, server.rss()));
+    rows.push((
+        "with noisy again (fairness on)".to_owned(),
+        second,
+        server.rss(),
+    ));
     let writes = Some((noisy.as_str(), Noise::Writes));
     let writer = phase(&server.endpoint, args, writes, &quiet).await?;
-    rows.push(("with noisy writer (fairness on)", writer, server.rss()));
+    rows.push((
+        "with noisy writer (fairness on)".to_owned(),
+        writer,
+        server.rss(),
+    ));
     drop(server);
 
     // For comparison: one workspace allowed a request per core (it can own
-    // the CPU), and no fair admission at all.
-    for (name, config) in [
+    // the CPU), no fair admission at all, and the noisy writer held to a
+    // write share sized to the cores instead of the storage-sized default.
+    let write_share = 2 * cores.max(1);
+    for (name, config, noise) in [
         (
-            "with noisy (per-workspace = cores)",
+            "with noisy (per-workspace = cores)".to_owned(),
             config_with(true, 2 * cores.max(1), cores.max(1)),
+            lists,
         ),
-        ("with noisy (fairness off)", fairness_config(false)),
+        (
+            "with noisy (fairness off)".to_owned(),
+            fairness_config(false),
+            lists,
+        ),
+        (
+            format!("noisy writer (write share {write_share})"),
+            format!("[limits.fairness]\nenabled = true\nworkspace_max_in_flight = {write_share}\n"),
+            writes,
+        ),
     ] {
         let server = Server::start(exe, &config).await?;
         set_up(&Pool::new(&server.endpoint, 4), &noisy, &quiet).await?;
-        let p = phase(&server.endpoint, args, lists, &quiet).await?;
+        let p = phase(&server.endpoint, args, noise, &quiet).await?;
         rows.push((name, p, server.rss()));
     }
 

@@ -163,13 +163,20 @@ pub async fn start_server_in(
         cmd.arg("--insecure-http");
     }
     if help.contains("--config") {
-        // The load generator is one (anonymous) user opening 10,000 watches
-        // and filling single workspaces (root holds a million Workspaces in
-        // the scale scenario): lift the watch limits and the object quota.
+        // The load generator is one user opening 10,000 watches and filling
+        // single workspaces (root holds a million Workspaces in the scale
+        // scenario): lift the watch limits and the object quota. Its 64
+        // connections into one workspace measure the request path, not
+        // fair admission (the fairness scenario does): one workspace may use
+        // the whole read pool and queue behind it instead of getting 429s.
         let config = dir.join("bench.toml");
+        let seats = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
         std::fs::write(
             &config,
-            "[limits]\nmax_watches_per_user = 1000000\nmax_watches_per_workspace = 1000000\ndefault_object_quota = 0\n",
+            format!(
+                "[limits]\nmax_watches_per_user = 1000000\nmax_watches_per_workspace = 1000000\ndefault_object_quota = 0\n\
+                 [limits.fairness]\nread_max_in_flight = {seats}\nread_workspace_max_in_flight = {seats}\nqueue_length = 4096\n"
+            ),
         )?;
         cmd.arg("--config").arg(config);
     }
