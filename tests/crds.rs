@@ -468,3 +468,92 @@ async fn garbage_collection_follows_custom_owners() -> Result<()> {
     }
     Ok(())
 }
+
+/// The kube-rs finalizer pattern: a CronTab with its controller's finalizer
+/// owns a ConfigMap; deleting the CronTab leaves it Terminating, and the
+/// JSON patch that removes the finalizer (the one `kube::runtime::finalizer`
+/// sends) removes it, which collects the ConfigMap. A ConfigMap naming a
+/// CronTab that does not exist is collected too.
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_the_last_finalizer_collects_owned_objects() -> Result<()> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    for (engine, server) in servers_for("removing_the_last_finalizer_collects_owned_objects")? {
+        server.create_workspace("gc")?;
+        let c = client(&server, "gc")?;
+        let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+        crds.create(&PostParams::default(), &serde_json::from_value(crd_json())?)
+            .await?;
+        let ar = ApiResource {
+            group: GROUP.into(),
+            version: "v1".into(),
+            api_version: format!("{GROUP}/v1"),
+            kind: "CronTab".into(),
+            plural: "crontabs".into(),
+        };
+        let tabs: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar);
+        let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+        let owner: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": format!("{GROUP}/v1"), "kind": "CronTab",
+            "metadata": {"name": "tab", "finalizers": ["crontabs.stable.example.com/cleanup"]},
+            "spec": {"cronSpec": "* * * * *"}}))?;
+        let owner = tabs.create(&PostParams::default(), &owner).await?;
+        let owned = |name: &str, uid: Option<String>| -> Result<ConfigMap> {
+            Ok(serde_json::from_value(json!({"metadata": {"name": name,
+                "ownerReferences": [{"apiVersion": format!("{GROUP}/v1"), "kind": "CronTab",
+                    "name": "tab", "uid": uid, "controller": true,
+                    "blockOwnerDeletion": true}]}}))?)
+        };
+        cms.create(
+            &PostParams::default(),
+            &owned("tab", owner.metadata.uid.clone())?,
+        )
+        .await?;
+        tabs.delete("tab", &DeleteParams::default()).await?;
+        let terminating = tabs.get("tab").await?;
+        assert!(
+            terminating.metadata.deletion_timestamp.is_some(),
+            "{engine}: the finalizer holds the CronTab"
+        );
+        assert!(
+            cms.get_opt("tab").await?.is_some(),
+            "{engine}: the ConfigMap stays while its owner is there"
+        );
+        let remove = json!([
+            {"op": "test", "path": "/metadata/finalizers/0",
+             "value": "crontabs.stable.example.com/cleanup"},
+            {"op": "remove", "path": "/metadata/finalizers/0"},
+        ]);
+        let r = server.request(
+            "PATCH",
+            &format!("/clusters/gc/apis/{GROUP}/v1/namespaces/default/crontabs/tab"),
+            &[("Content-Type", "application/json-patch+json")],
+            Some(&serde_json::to_vec(&remove)?),
+        )?;
+        assert_eq!(r.status, 200, "{engine}: {}", r.text());
+        assert!(
+            tabs.get_opt("tab").await?.is_none(),
+            "{engine}: removing the last finalizer removes the CronTab"
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cms.get_opt("tab").await?.is_some() {
+            if Instant::now() > deadline {
+                bail!("{engine}: the finalized CronTab's ConfigMap was not collected");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // An owner that never existed (the uid of no object).
+        cms.create(
+            &PostParams::default(),
+            &owned("stray", Some("0b7e1f40-0000-4000-8000-00000000abcd".into()))?,
+        )
+        .await?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cms.get_opt("stray").await?.is_some() {
+            if Instant::now() > deadline {
+                bail!("{engine}: a ConfigMap with an absent owner was not collected");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}

@@ -964,3 +964,81 @@ async fn default_service_accounts_and_pod_eviction() -> Result<()> {
     }
     Ok(())
 }
+
+/// A namespace whose spec.finalizers holds another finalizer besides
+/// `kubernetes` (set through `/finalize`) stays Terminating once its content
+/// is gone, and is removed when `/finalize` clears the last one.
+#[tokio::test(flavor = "multi_thread")]
+async fn namespace_stays_terminating_until_every_spec_finalizer_is_cleared() -> Result<()> {
+    for (engine, server) in
+        servers_for("namespace_stays_terminating_until_every_spec_finalizer_is_cleared")?
+    {
+        server.create_workspace("acme")?;
+        let c = client(&server, "acme")?;
+        let nss: Api<Namespace> = Api::all(c.clone());
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "held"}}))?,
+        )
+        .await?;
+        let finalize = |finalizers: Value| -> Result<u16> {
+            let body = json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "held"}, "spec": {"finalizers": finalizers}});
+            let r = server.request(
+                "PUT",
+                "/clusters/acme/api/v1/namespaces/held/finalize",
+                &[("Content-Type", "application/json")],
+                Some(&serde_json::to_vec(&body)?),
+            )?;
+            Ok(r.status)
+        };
+        assert_eq!(
+            finalize(json!(["kubernetes", "example.com/x"]))?,
+            200,
+            "{engine}"
+        );
+        let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "held");
+        cms.create(&PostParams::default(), &cm("content", &[]))
+            .await?;
+        nss.delete("held", &DeleteParams::default()).await?;
+        // The purge removes the content, then only its own finalizer.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ns = nss
+                .get_opt("held")
+                .await?
+                .with_context(|| format!("{engine}: the namespace went with example.com/x left"))?;
+            let finalizers = ns.spec.and_then(|s| s.finalizers).unwrap_or_default();
+            if cms.get_opt("content").await?.is_none() && finalizers == ["example.com/x"] {
+                assert!(ns.metadata.deletion_timestamp.is_some(), "{engine}");
+                assert_eq!(
+                    ns.status.and_then(|s| s.phase).as_deref(),
+                    Some("Terminating"),
+                    "{engine}"
+                );
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{engine}: the purge did not finish: {finalizers:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // A metadata write does not remove it either.
+        nss.patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"still": "here"}}})),
+        )
+        .await?;
+        assert!(
+            nss.get_opt("held").await?.is_some(),
+            "{engine}: a label write removed a namespace with spec finalizers"
+        );
+        assert_eq!(finalize(json!([]))?, 200, "{engine}");
+        assert!(
+            nss.get_opt("held").await?.is_none(),
+            "{engine}: finalize cleared the last finalizer but the namespace stays"
+        );
+    }
+    Ok(())
+}

@@ -6,14 +6,24 @@
 //! - Orphan: the owner carries `orphan` until its references are stripped
 //!   from the dependents.
 //!
+//! - Absent owners: a dependent none of whose owners exists with the
+//!   referenced uid is deleted (background). Every write carrying
+//!   ownerReferences queues a check of that object; the check looks each
+//!   owner up live and never deletes when an owner's kind cannot be resolved
+//!   or a lookup fails.
+//!
 //! The collector scans the owner's namespace (or the whole workspace for
-//! cluster-scoped owners) in the background; it keeps no graph yet. Deleted
-//! owners are queued per (workspace, namespace) and one worker drains the
-//! queue, so a burst of N deletes costs one scan per namespace, not N.
+//! cluster-scoped owners) in the background; it keeps no graph yet. Every
+//! way an object leaves storage (DELETE, deletecollection, the update that
+//! drops a deleting object's last finalizer, foreground/orphan completion)
+//! queues its uid; gone owners are queued per (workspace, namespace) and one
+//! worker drains the queue, so a burst of N deletes costs one scan per
+//! namespace, not N. Dependent checks share that worker, coalesced per
+//! object and bounded.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -32,6 +42,10 @@ pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 
 /// How long a foreground deletion waits for blocking dependents per round.
 const FOREGROUND_POLL: Duration = Duration::from_millis(500);
+
+/// Most dependent checks waiting at once; beyond it new ones are dropped
+/// (logged) rather than letting a write burst grow memory without bound.
+const MAX_PENDING_CHECKS: usize = 10_000;
 
 fn owner_refs(obj: &Object) -> Vec<Value> {
     meta(obj)
@@ -53,26 +67,74 @@ fn refers_to_any(obj: &Object, uids: &HashSet<String>) -> bool {
 /// cluster-scoped owners).
 type GoneOwners = HashMap<(ClusterId, Option<String>), HashSet<String>>;
 
-/// Owners deleted with background propagation whose dependents have not
-/// been looked for yet.
+/// A written object whose owners are to be verified: workspace, apiVersion,
+/// kind, namespace, name.
+type CheckKey = (ClusterId, String, String, Option<String>, String);
+
+#[derive(Default)]
+struct Pending {
+    /// Owners gone whose dependents have not been looked for yet.
+    gone: GoneOwners,
+    /// Objects with ownerReferences to verify -> the uid written (the latest
+    /// write of a name wins).
+    checks: HashMap<CheckKey, String>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.gone.is_empty() && self.checks.is_empty()
+    }
+}
+
+/// The collector's work queue and its single drain task.
 #[derive(Default)]
 pub(crate) struct OrphanQueue {
-    pending: Mutex<GoneOwners>,
+    pending: Mutex<Pending>,
     /// A drain task is running; at most one at a time.
     draining: AtomicBool,
+    /// The registry the drain task works for (set once it is built; weak so
+    /// the registry is not kept alive by itself).
+    registry: OnceLock<Weak<Registry>>,
 }
 
 impl OrphanQueue {
+    pub(crate) fn bind(&self, registry: &Arc<Registry>) {
+        let _ = self.registry.set(Arc::downgrade(registry));
+    }
+
     fn push(&self, cluster: &ClusterId, namespace: Option<String>, uids: HashSet<String>) {
         self.pending
             .lock()
+            .gone
             .entry((cluster.clone(), namespace))
             .or_default()
             .extend(uids);
     }
 
-    fn take(&self) -> GoneOwners {
+    /// Queues a check; false when the queue is full.
+    fn push_check(&self, key: CheckKey, uid: String) -> bool {
+        let mut p = self.pending.lock();
+        if p.checks.len() >= MAX_PENDING_CHECKS && !p.checks.contains_key(&key) {
+            return false;
+        }
+        p.checks.insert(key, uid);
+        true
+    }
+
+    fn take(&self) -> Pending {
         std::mem::take(&mut *self.pending.lock())
+    }
+
+    /// Starts the drain task unless one is running.
+    fn start_drain(&self) {
+        if self.draining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(registry) = self.registry.get().and_then(Weak::upgrade) else {
+            self.draining.store(false, Ordering::Release);
+            return;
+        };
+        tokio::spawn(async move { registry.drain_orphan_scans().await });
     }
 }
 
@@ -172,20 +234,87 @@ impl Registry {
         }
     }
 
+    /// No collection is queued or running (background work started by
+    /// deletes and owned writes so far is done): lets tests and probes wait
+    /// for the collector without guessing a delay.
+    pub fn gc_idle(&self) -> bool {
+        !self.orphans().draining.load(Ordering::Acquire) && self.orphans().pending.lock().is_empty()
+    }
+
     /// Queues a dependents scan for owners that are gone, and starts the
     /// drain task unless one is running.
     fn queue_orphan_scan(
-        self: &Arc<Self>,
+        &self,
         cluster: &ClusterId,
         namespace: Option<String>,
         uids: HashSet<String>,
     ) {
         self.orphans().push(cluster, namespace, uids);
-        if self.orphans().draining.swap(true, Ordering::AcqRel) {
+        self.orphans().start_drain();
+    }
+
+    /// Collection an object's removal implies once it has left storage by a
+    /// path other than DELETE (its last finalizer dropped, a namespace
+    /// finalized): its dependents are collected in the background, as
+    /// upstream does once neither `orphan` nor `foregroundDeletion` remain.
+    pub(crate) fn after_removed(&self, cluster: &ClusterId, obj: &Object) {
+        if let Some(uid) = meta_str(obj, "uid").filter(|u| !u.is_empty()) {
+            self.queue_orphan_scan(
+                cluster,
+                meta_str(obj, "namespace").map(str::to_owned),
+                HashSet::from([uid.to_owned()]),
+            );
+        }
+    }
+
+    /// What a successful create/update/patch implies for collection: the
+    /// write that removed a deleting object collects its dependents; a
+    /// written object with ownerReferences gets its owners verified. Only
+    /// queues work: nothing is looked up on the request path.
+    pub(crate) fn gc_after_write(
+        &self,
+        rs: &ResourceStore,
+        cluster: &ClusterId,
+        obj: &Object,
+        dry_run: bool,
+    ) {
+        if dry_run {
             return;
         }
-        let this = self.clone();
-        tokio::spawn(async move { this.drain_orphan_scans().await });
+        if rs.removed_by_write(obj) {
+            self.after_removed(cluster, obj);
+            return;
+        }
+        let has_owners = meta(obj)
+            .and_then(|m| m.get("ownerReferences"))
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        if !has_owners {
+            return;
+        }
+        let (Some(av), Some(kind), Some(uid)) = (
+            obj.get("apiVersion").and_then(Value::as_str),
+            obj.get("kind").and_then(Value::as_str),
+            meta_str(obj, "uid"),
+        ) else {
+            return;
+        };
+        let key = (
+            cluster.clone(),
+            av.to_owned(),
+            kind.to_owned(),
+            meta_str(obj, "namespace").map(str::to_owned),
+            crate::metadata::name(obj).to_owned(),
+        );
+        if !self.orphans().push_check(key, uid.to_owned()) {
+            tracing::warn!(
+                kind,
+                name = crate::metadata::name(obj),
+                "gc: check queue full; owners of this object are not verified"
+            );
+            return;
+        }
+        self.orphans().start_drain();
     }
 
     async fn drain_orphan_scans(self: Arc<Self>) {
@@ -202,11 +331,48 @@ impl Registry {
                 }
                 return;
             }
-            for ((cluster, namespace), uids) in batch {
+            for ((cluster, namespace), uids) in batch.gone {
                 self.clone()
                     .collect_orphaned_dependents(&cluster, namespace.as_deref(), &uids)
                     .await;
             }
+            for ((cluster, av, kind, namespace, name), uid) in batch.checks {
+                self.check_dependent(&cluster, &av, &kind, namespace.as_deref(), &name, &uid)
+                    .await;
+            }
+        }
+    }
+
+    /// Deletes the object if none of its owners exists with the referenced
+    /// uid (upstream's dangling-reference rule).
+    async fn check_dependent(
+        self: &Arc<Self>,
+        cluster: &ClusterId,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        uid: &str,
+    ) {
+        let Some(store) = self.kind_store(cluster, api_version, kind) else {
+            return;
+        };
+        // The current object: its references may have changed since.
+        let Ok(dep) = store.get(cluster, namespace, name).await else {
+            return;
+        };
+        if meta_str(&dep, "uid") != Some(uid)
+            || meta(&dep).is_some_and(|m| m.contains_key("deletionTimestamp"))
+        {
+            return;
+        }
+        if self.all_owners_absent(cluster, &dep, &HashSet::new()).await {
+            tracing::debug!(
+                kind,
+                name,
+                "gc: collecting a dependent whose owners are absent"
+            );
+            self.delete_dependent(&store, cluster, &dep).await;
         }
     }
 
@@ -250,15 +416,25 @@ impl Registry {
         found
     }
 
-    /// Is any owner other than the `gone` ones still present with its uid?
-    async fn has_live_owner(
+    /// Has every owner of `dependent` been verified absent (the `gone` ones,
+    /// or no object of that kind and name with the referenced uid)? False
+    /// without owners, when an owner's kind cannot be resolved, or when a
+    /// lookup fails: the dependent is then left alone, as upstream does.
+    async fn all_owners_absent(
         &self,
         cluster: &ClusterId,
         dependent: &Object,
         gone: &HashSet<String>,
     ) -> bool {
-        for r in owner_refs(dependent) {
+        let refs = owner_refs(dependent);
+        if refs.is_empty() {
+            return false;
+        }
+        for r in refs {
             let uid = r.get("uid").and_then(Value::as_str).unwrap_or("");
+            if uid.is_empty() {
+                return false;
+            }
             if gone.contains(uid) {
                 continue;
             }
@@ -267,23 +443,56 @@ impl Registry {
                 r.get("kind").and_then(Value::as_str),
                 r.get("name").and_then(Value::as_str),
             ) else {
-                continue;
+                return false;
             };
             let Some(store) = self.kind_store(cluster, av, kind) else {
-                continue;
+                return false;
             };
             let ns = if store.descriptor.namespaced() {
-                meta_str(dependent, "namespace")
+                match meta_str(dependent, "namespace") {
+                    Some(ns) => Some(ns),
+                    // A cluster-scoped dependent cannot name a namespaced
+                    // owner; leave it rather than guess.
+                    None => return false,
+                }
             } else {
                 None
             };
-            if let Ok(o) = store.get(cluster, ns, name).await
-                && meta_str(&o, "uid") == Some(uid)
-            {
-                return true;
+            match store.get(cluster, ns, name).await {
+                Ok(o) if meta_str(&o, "uid") == Some(uid) => return false,
+                Ok(_) => {}
+                Err(e) if e.code() == 404 => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, kind, name, "gc: owner lookup failed");
+                    return false;
+                }
             }
         }
-        false
+        true
+    }
+
+    /// Deletes a dependent (background), only if it is still the object
+    /// that was examined.
+    async fn delete_dependent(
+        self: &Arc<Self>,
+        store: &Arc<ResourceStore>,
+        cluster: &ClusterId,
+        dep: &Object,
+    ) {
+        let opts = DeleteOptions {
+            propagation: Some(Propagation::Background),
+            precondition_uid: meta_str(dep, "uid").map(str::to_owned),
+            ..Default::default()
+        };
+        let ns = meta_str(dep, "namespace");
+        match self
+            .delete(store, cluster, ns, crate::metadata::name(dep), &opts)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.code() == 404 || e.code() == 409 => {}
+            Err(e) => tracing::warn!(error = %e, "gc: deleting a dependent failed"),
+        }
     }
 
     async fn collect_orphaned_dependents(
@@ -293,22 +502,8 @@ impl Registry {
         uids: &HashSet<String>,
     ) {
         for (store, dep) in self.dependents(cluster, namespace, uids).await {
-            if self.has_live_owner(cluster, &dep, uids).await {
-                continue;
-            }
-            let opts = DeleteOptions {
-                propagation: Some(Propagation::Background),
-                precondition_uid: meta_str(&dep, "uid").map(str::to_owned),
-                ..Default::default()
-            };
-            let ns = meta_str(&dep, "namespace");
-            match self
-                .delete(&store, cluster, ns, crate::metadata::name(&dep), &opts)
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.code() == 404 || e.code() == 409 => {}
-                Err(e) => tracing::warn!(error = %e, "gc: deleting a dependent failed"),
+            if self.all_owners_absent(cluster, &dep, uids).await {
+                self.delete_dependent(&store, cluster, &dep).await;
             }
         }
     }
@@ -420,18 +615,11 @@ impl Registry {
                 if let Err(e) = owner.store.system_delete(cluster, ns, &owner.name).await {
                     tracing::warn!(error = %e, "gc: removing a finalized owner failed");
                 } else {
-                    let this = self.clone();
-                    let cluster = cluster.clone();
-                    let owner = owner.clone();
-                    let uids = HashSet::from([owner.uid.clone()]);
-                    tokio::spawn(async move {
-                        this.collect_orphaned_dependents(
-                            &cluster,
-                            owner.namespace.as_deref(),
-                            &uids,
-                        )
-                        .await
-                    });
+                    self.queue_orphan_scan(
+                        cluster,
+                        owner.namespace.clone(),
+                        HashSet::from([owner.uid.clone()]),
+                    );
                 }
             }
             Ok(_) => {}

@@ -1,7 +1,8 @@
 //! Namespace deletion: DELETE marks the namespace Terminating and returns
 //! it; a background task deletes its content (honouring finalizers), then
-//! removes the `kubernetes` finalizer and the namespace itself. Interrupted
-//! deletions resume at start-up.
+//! removes the `kubernetes` spec finalizer; the namespace goes once no spec
+//! finalizer (others are cleared through `/finalize`) and no metadata
+//! finalizer remains. Interrupted deletions resume at start-up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,9 +196,17 @@ impl Registry {
             })
             .await;
         match finalized {
-            Ok(Some(o)) if crate::metadata::finalizers(&o).is_empty() => {
-                if let Err(e) = ns_store.system_delete(&cluster, None, &namespace).await {
-                    tracing::warn!(error = %e, %namespace, "namespace purge: final delete failed");
+            // Other spec finalizers (set through /finalize) keep it
+            // Terminating until /finalize clears them.
+            Ok(Some(o))
+                if crate::metadata::finalizers(&o).is_empty()
+                    && !crate::store::has_spec_finalizers(&o) =>
+            {
+                match ns_store.system_delete(&cluster, None, &namespace).await {
+                    Ok(()) => self.after_removed(&cluster, &o),
+                    Err(e) => {
+                        tracing::warn!(error = %e, %namespace, "namespace purge: final delete failed")
+                    }
                 }
             }
             Ok(_) => {}
@@ -234,16 +243,9 @@ impl Registry {
             })
             .await?
             .ok_or_else(|| ApiError::not_found(&rs.descriptor.qualified, name))?;
-        let no_spec_finalizers = updated
-            .get("spec")
-            .and_then(|s| s.get("finalizers"))
-            .and_then(Value::as_array)
-            .is_none_or(|f| f.is_empty());
-        if terminating(&updated)
-            && no_spec_finalizers
-            && crate::metadata::finalizers(&updated).is_empty()
-        {
+        if rs.removed_by_write(&updated) {
             rs.system_delete(cluster, None, name).await?;
+            self.after_removed(cluster, &updated);
         }
         Ok(updated)
     }

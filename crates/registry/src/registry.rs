@@ -202,6 +202,7 @@ impl Registry {
             wildcard: std::sync::atomic::AtomicBool::new(false),
             orphans: Default::default(),
         });
+        registry.orphans.bind(&registry);
         registry.clone().resume_namespace_deletions();
         Ok(registry)
     }
@@ -422,6 +423,7 @@ impl Registry {
                 .await?
         };
         self.after_write(rs, cluster, &created, true);
+        self.gc_after_write(rs, cluster, &created, opts.dry_run);
         if rs.descriptor.gvk.group.is_empty()
             && rs.descriptor.plural() == "namespaces"
             && !opts.dry_run
@@ -462,6 +464,7 @@ impl Registry {
                 .await?
         };
         self.after_write(rs, cluster, &o, created);
+        self.gc_after_write(rs, cluster, &o, opts.dry_run);
         Ok((o, created))
     }
 
@@ -495,6 +498,7 @@ impl Registry {
                 .await?
         };
         self.after_write(rs, cluster, &o, created);
+        self.gc_after_write(rs, cluster, &o, opts.dry_run);
         if created
             && rs.descriptor.gvk.group.is_empty()
             && rs.descriptor.plural() == "namespaces"

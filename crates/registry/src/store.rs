@@ -1472,8 +1472,7 @@ impl ResourceStore {
         }
         let key = self.key(cluster, namespace, name)?;
         // The write that removes the last finalizer of a deleted object deletes it.
-        let deleting = meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));
-        if deleting && metadata::finalizers(&new).is_empty() {
+        if self.removed_by_write(&new) {
             if opts.dry_run {
                 return Ok(Some(new));
             }
@@ -1930,6 +1929,28 @@ impl ResourceStore {
     pub(crate) fn context(&self) -> &Arc<StoreContext> {
         &self.ctx
     }
+
+    /// Whether writing `obj` removes it: a deleting object without
+    /// finalizers. A terminating namespace also waits for its
+    /// `spec.finalizers` (cleared only through `/finalize`), as upstream.
+    pub(crate) fn removed_by_write(&self, obj: &Object) -> bool {
+        let deleting = meta(obj).is_some_and(|m| m.contains_key("deletionTimestamp"));
+        deleting
+            && metadata::finalizers(obj).is_empty()
+            && !(self.is_core_namespaces() && has_spec_finalizers(obj))
+    }
+
+    fn is_core_namespaces(&self) -> bool {
+        self.descriptor.gvk.group.is_empty() && self.descriptor.plural() == "namespaces"
+    }
+}
+
+/// A namespace's `spec.finalizers` is non-empty.
+pub(crate) fn has_spec_finalizers(obj: &Object) -> bool {
+    obj.get("spec")
+        .and_then(|s| s.get("finalizers"))
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
 }
 
 impl ResourceStore {
