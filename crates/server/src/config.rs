@@ -390,7 +390,11 @@ pub struct FairnessSection {
     pub enabled: bool,
     /// Requests served at once, all workspaces together.
     pub max_in_flight: u32,
-    /// Requests one workspace may have in flight at once.
+    /// Writes (and other non-read requests) one workspace may have in
+    /// flight at once. 0 (the default) derives it from the engine: on the
+    /// embedded engine a write is CPU work (its commits are grouped), so 4 x
+    /// cores, and a workspace flooding writes cannot take the CPU from the
+    /// others; on etcd a write waits on etcd's disk, so 150.
     pub workspace_max_in_flight: u32,
     /// Seats of the separate pool for reads (get, list, discovery), which
     /// are answered from memory and so bound by CPU, not I/O: more seats
@@ -413,12 +417,21 @@ pub struct FairnessSection {
 }
 
 impl FairnessSection {
+    /// A workspace's share of the write pool on `engine`: the configured
+    /// value, or derived (see [`FairnessSection::workspace_max_in_flight`]).
+    pub fn write_share(&self, engine: Engine) -> u32 {
+        match (self.workspace_max_in_flight, engine) {
+            (0, Engine::Embedded) => cores().saturating_mul(4),
+            (0, Engine::Etcd) => 150,
+            (n, _) => n,
+        }
+        .min(self.max_in_flight.max(1))
+    }
+
     /// The read pool's seats and per-workspace share: the configured values,
     /// or derived from the cores this process may use.
     pub fn read_seats(&self) -> (u32, u32) {
-        let cores = std::thread::available_parallelism()
-            .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
-            .unwrap_or(1);
+        let cores = cores();
         let total = match self.read_max_in_flight {
             0 => cores.saturating_mul(2).max(2),
             n => n,
@@ -431,13 +444,20 @@ impl FairnessSection {
     }
 }
 
+/// The cores this process may use.
+fn cores() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .unwrap_or(1)
+}
+
 impl Default for FairnessSection {
     fn default() -> Self {
         FairnessSection {
             enabled: true,
             // Upstream's --max-requests-inflight + --max-mutating-requests-inflight.
             max_in_flight: 600,
-            workspace_max_in_flight: 150,
+            workspace_max_in_flight: 0,
             read_max_in_flight: 0,
             read_workspace_max_in_flight: 0,
             queue_length: 50,
@@ -1192,10 +1212,13 @@ impl Config {
         if f.max_in_flight == 0 {
             return Err(problem("limits.fairness.max_in_flight", "must be positive"));
         }
-        if f.workspace_max_in_flight == 0 || f.workspace_max_in_flight > f.max_in_flight {
+        if f.workspace_max_in_flight > f.max_in_flight {
             return Err(problem(
                 "limits.fairness.workspace_max_in_flight",
-                format!("must be between 1 and max_in_flight ({})", f.max_in_flight),
+                format!(
+                    "must be at most max_in_flight ({}); 0 derives it",
+                    f.max_in_flight
+                ),
             ));
         }
         if f.read_max_in_flight != 0 && f.read_workspace_max_in_flight > f.read_max_in_flight {
@@ -1280,7 +1303,7 @@ impl Config {
             format!(
                 "fairness: reads {reads} in flight, {read_share} per workspace; others {} in flight, {} per workspace; queue {} for {}",
                 f.max_in_flight,
-                f.workspace_max_in_flight,
+                f.write_share(self.storage.effective_engine()),
                 f.queue_length,
                 units::format_duration(f.queue_timeout)
             )

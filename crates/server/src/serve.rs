@@ -220,8 +220,9 @@ pub async fn serve(
 
     let (audit, audit_writer) = AuditLog::start(&config.audit, metrics.audit_dropped_counter())?;
     crate::body::set_limit(config.limits.max_body_bytes);
-    let fairness =
-        FairAdmission::with_read_pool(&config.limits.fairness, Some(metrics.fairness_gauges()));
+    let mut fair = config.limits.fairness.clone();
+    fair.workspace_max_in_flight = fair.write_share(config.storage.effective_engine());
+    let fairness = FairAdmission::with_read_pool(&fair, Some(metrics.fairness_gauges()));
     let limits = Arc::new(config.limits.clone());
     let quota = Arc::new(ObjectQuota::new(
         store,

@@ -432,9 +432,10 @@ pub async fn run(exe: &Path, run_id: &str, args: &FairnessArgs) -> anyhow::Resul
     drop(server);
 
     // For comparison: one workspace allowed a request per core (it can own
-    // the CPU), no fair admission at all, and the noisy writer held to a
-    // write share sized to the cores instead of the storage-sized default.
-    let write_share = 2 * cores.max(1);
+    // the CPU), no fair admission at all, and the noisy writer with the
+    // storage-sized write share etcd gets (150) instead of the embedded
+    // engine's cores-sized one.
+    let write_share = 150;
     for (name, config, noise) in [
         (
             "with noisy (per-workspace = cores)".to_owned(),

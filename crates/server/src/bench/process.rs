@@ -168,14 +168,15 @@ pub async fn start_server_in(
         // scenario): lift the watch limits and the object quota. Its 64
         // connections into one workspace measure the request path, not
         // fair admission (the fairness scenario does): one workspace may use
-        // the whole read pool and queue behind it instead of getting 429s.
+        // the whole read and write pools and queue behind them instead of
+        // getting 429s.
         let config = dir.join("bench.toml");
         let seats = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
         std::fs::write(
             &config,
             format!(
                 "[limits]\nmax_watches_per_user = 1000000\nmax_watches_per_workspace = 1000000\ndefault_object_quota = 0\n\
-                 [limits.fairness]\nread_max_in_flight = {seats}\nread_workspace_max_in_flight = {seats}\nqueue_length = 4096\n"
+                 [limits.fairness]\nread_max_in_flight = {seats}\nread_workspace_max_in_flight = {seats}\nworkspace_max_in_flight = 600\nqueue_length = 4096\n"
             ),
         )?;
         cmd.arg("--config").arg(config);
