@@ -10,6 +10,7 @@ Inputs (neither is vendored):
     x-kubernetes-group-version-kind), e.g.
       pip download --no-deps kubernetes-validate && unzip kubernetes_validate-*.whl
       .../kubernetes-json-schema/v1.33.0-local/_definitions.json
+    (later wheels still ship v1.33.0-local: 1.37.0's gives this table)
 
 Usage: gen_protobuf_schema.py K8S_PB_SRC DEFINITIONS_JSON OUT_RS
 
