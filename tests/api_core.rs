@@ -2011,3 +2011,53 @@ async fn protobuf_webhook_rules_keep_their_resources() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protobuf_admission_policy_rules_flatten_two_levels() -> Result<()> {
+    for (engine, server) in servers_for("protobuf_admission_policy_rules_flatten_two_levels")? {
+        server.create_workspace("acme")?;
+        // NamedRuleWithOperations inlines RuleWithOperations, which inlines
+        // Rule: all their fields are one JSON object.
+        let named_rule = Pb::default().str(1, "only-this").msg(
+            2,
+            Pb::default().str(1, "CREATE").msg(
+                2,
+                Pb::default()
+                    .str(1, "example.com")
+                    .str(2, "v1")
+                    .str(3, "widgets")
+                    .str(4, "*"),
+            ),
+        );
+        let body = Pb::default()
+            .msg(1, Pb::default().str(1, "policy"))
+            .msg(
+                2,
+                Pb::default()
+                    .msg(2, Pb::default().msg(3, named_rule))
+                    .msg(3, Pb::default().str(1, "true")),
+            )
+            .k8s_body(
+                "admissionregistration.k8s.io/v1",
+                "ValidatingAdmissionPolicy",
+            );
+        let base =
+            "/clusters/acme/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies";
+        let (code, created) = post_protobuf(&server, base, &body)?;
+        ensure!(code == 201, "{engine}: protobuf create: {code} {created}");
+        let (_, got) = server.get_json(&format!("{base}/policy"), None)?;
+        assert_eq!(
+            got["spec"]["matchConstraints"]["resourceRules"],
+            json!([{
+                "resourceNames": ["only-this"],
+                "operations": ["CREATE"],
+                "apiGroups": ["example.com"],
+                "apiVersions": ["v1"],
+                "resources": ["widgets"],
+                "scope": "*",
+            }]),
+            "{engine}: {got}"
+        );
+    }
+    Ok(())
+}
