@@ -1653,3 +1653,411 @@ async fn pod_resize_is_not_served_in_1_32() -> Result<()> {
     }
     Ok(())
 }
+
+/// A minimal protobuf writer for request bodies no client here can send:
+/// kubectl's typed creates (protobuf) cannot set volumes, probes or webhook
+/// rules, and kube-rs speaks JSON only. Field numbers are those of
+/// Kubernetes' `generated.proto`.
+#[derive(Default)]
+struct Pb(Vec<u8>);
+
+impl Pb {
+    fn raw_varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn int(mut self, tag: u32, v: u64) -> Self {
+        self.raw_varint(u64::from(tag) << 3);
+        self.raw_varint(v);
+        self
+    }
+
+    fn bytes(mut self, tag: u32, b: &[u8]) -> Self {
+        self.raw_varint((u64::from(tag) << 3) | 2);
+        self.raw_varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+        self
+    }
+
+    fn str(self, tag: u32, s: &str) -> Self {
+        self.bytes(tag, s.as_bytes())
+    }
+
+    fn msg(self, tag: u32, m: Pb) -> Self {
+        self.bytes(tag, &m.0)
+    }
+
+    /// A `map<string, string>` entry.
+    fn entry(self, tag: u32, k: &str, v: &str) -> Self {
+        self.msg(tag, Pb::default().str(1, k).str(2, v))
+    }
+
+    /// `k8s\0` + `runtime.Unknown{typeMeta, raw, contentEncoding, contentType}`.
+    fn k8s_body(self, api_version: &str, kind: &str) -> Vec<u8> {
+        let unknown = Pb::default()
+            .msg(1, Pb::default().str(1, api_version).str(2, kind))
+            .bytes(2, &self.0)
+            .str(3, "")
+            .str(4, "");
+        let mut out = b"k8s\0".to_vec();
+        out.extend(unknown.0);
+        out
+    }
+}
+
+/// POSTs a protobuf body without `fieldValidation`, as controllers do.
+fn post_protobuf(server: &Server, path: &str, body: &[u8]) -> Result<(u16, Value)> {
+    let r = server.request(
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/vnd.kubernetes.protobuf"),
+            ("Accept", "application/json"),
+        ],
+        Some(body),
+    )?;
+    let v = serde_json::from_slice(&r.body).unwrap_or_else(|_| Value::String(r.text()));
+    Ok((r.status, v))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protobuf_ingress_rules_from_kubectl_keep_their_paths() -> Result<()> {
+    for (engine, server) in servers_for("protobuf_ingress_rules_from_kubectl_keep_their_paths")? {
+        server.create_workspace("acme")?;
+        let Some(k) = kubectl(
+            &server,
+            "acme",
+            "protobuf_ingress_rules_from_kubectl_keep_their_paths",
+        )?
+        else {
+            return Ok(());
+        };
+        // kubectl 1.32 sends this as protobuf with fieldValidation=Strict:
+        // the rule's inlined IngressRuleValue must not be an unknown field.
+        k.ok(&["create", "ingress", "ing1", "--rule=foo.com/bar=svc1:80"])?;
+        let (code, pb) = server.get_json(
+            "/clusters/acme/apis/networking.k8s.io/v1/namespaces/default/ingresses/ing1",
+            None,
+        )?;
+        ensure!(code == 200, "{engine}: GET: {code} {pb}");
+        assert_eq!(
+            pb["spec"]["rules"],
+            json!([{
+                "host": "foo.com",
+                "http": {"paths": [{
+                    "path": "/bar",
+                    "pathType": "Exact",
+                    "backend": {"service": {"name": "svc1", "port": {"number": 80}}},
+                }]},
+            }]),
+            "{engine}: {pb}"
+        );
+        // The same manifest sent as JSON is the same object.
+        let manifest = k.ok(&[
+            "create",
+            "ingress",
+            "ing2",
+            "--rule=foo.com/bar=svc1:80",
+            "--dry-run=client",
+            "-o",
+            "json",
+        ])?;
+        let (code, js) = call(
+            &server,
+            "POST",
+            "/clusters/acme/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+            Some(serde_json::from_str(&manifest)?),
+        )?;
+        ensure!(code == 201, "{engine}: JSON create: {code} {js}");
+        assert_eq!(pb["spec"], js["spec"], "{engine}");
+    }
+    Ok(())
+}
+
+/// A Deployment whose pod has an emptyDir and a hostPath volume (inlined
+/// VolumeSource), an exec liveness and an httpGet readiness probe (inlined
+/// ProbeHandler) and an env var from a Secret (inlined
+/// LocalObjectReference).
+fn deployment_pb() -> Vec<u8> {
+    let labels = || Pb::default().entry(11, "app", "web");
+    let volume = |name: &str, source: Pb| Pb::default().str(1, name).msg(2, source);
+    let container = Pb::default()
+        .str(1, "app")
+        .str(2, "nginx")
+        // env: name, valueFrom.secretKeyRef{localObjectReference{name}, key}
+        .msg(
+            7,
+            Pb::default().str(1, "TOKEN").msg(
+                3,
+                Pb::default().msg(
+                    4,
+                    Pb::default()
+                        .msg(1, Pb::default().str(1, "creds"))
+                        .str(2, "token"),
+                ),
+            ),
+        )
+        // livenessProbe: handler.exec.command, periodSeconds
+        .msg(
+            10,
+            Pb::default()
+                .msg(1, Pb::default().msg(1, Pb::default().str(1, "true")))
+                .int(4, 7),
+        )
+        // readinessProbe: handler.httpGet{path, port: IntOrString{type 0, intVal}}
+        .msg(
+            11,
+            Pb::default().msg(
+                1,
+                Pb::default().msg(
+                    2,
+                    Pb::default()
+                        .str(1, "/healthz")
+                        .msg(2, Pb::default().int(1, 0).int(2, 8080)),
+                ),
+            ),
+        );
+    let pod_spec = Pb::default()
+        .msg(1, volume("scratch", Pb::default().msg(2, Pb::default())))
+        .msg(
+            1,
+            volume(
+                "host",
+                Pb::default().msg(1, Pb::default().str(1, "/data").str(2, "Directory")),
+            ),
+        )
+        .msg(2, container);
+    Pb::default()
+        .msg(1, Pb::default().str(1, "web"))
+        .msg(
+            2,
+            Pb::default()
+                .int(1, 1)
+                .msg(2, Pb::default().entry(1, "app", "web"))
+                .msg(3, Pb::default().msg(1, labels()).msg(2, pod_spec)),
+        )
+        .k8s_body("apps/v1", "Deployment")
+}
+
+fn deployment_json() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "volumes": [
+                        {"name": "scratch", "emptyDir": {}},
+                        {"name": "host", "hostPath": {"path": "/data", "type": "Directory"}},
+                    ],
+                    "containers": [{
+                        "name": "app",
+                        "image": "nginx",
+                        "env": [{
+                            "name": "TOKEN",
+                            "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}},
+                        }],
+                        "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 7},
+                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                    }],
+                },
+            },
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protobuf_inlined_volume_and_probe_fields_survive() -> Result<()> {
+    for (engine, server) in servers_for("protobuf_inlined_volume_and_probe_fields_survive")? {
+        server.create_workspace("acme")?;
+        for ns in ["pb", "js"] {
+            let (code, body) = call(
+                &server,
+                "POST",
+                "/clusters/acme/api/v1/namespaces",
+                Some(json!({"metadata": {"name": ns}})),
+            )?;
+            ensure!(code == 201, "{engine}: namespace {ns}: {code} {body}");
+        }
+        let (code, created) = post_protobuf(
+            &server,
+            "/clusters/acme/apis/apps/v1/namespaces/pb/deployments",
+            &deployment_pb(),
+        )?;
+        ensure!(code == 201, "{engine}: protobuf create: {code} {created}");
+        let (code, body) = call(
+            &server,
+            "POST",
+            "/clusters/acme/apis/apps/v1/namespaces/js/deployments",
+            Some(deployment_json()),
+        )?;
+        ensure!(code == 201, "{engine}: JSON create: {code} {body}");
+        let (_, pb) = server.get_json(
+            "/clusters/acme/apis/apps/v1/namespaces/pb/deployments/web",
+            None,
+        )?;
+        let (_, js) = server.get_json(
+            "/clusters/acme/apis/apps/v1/namespaces/js/deployments/web",
+            None,
+        )?;
+        assert_eq!(comparable(pb.clone()), comparable(js), "{engine}");
+        // Not merely equal: the inlined fields are there (defaulted).
+        let spec = &pb["spec"]["template"]["spec"];
+        assert_eq!(spec["volumes"][0]["emptyDir"], json!({}), "{engine}: {pb}");
+        assert_eq!(spec["volumes"][1]["hostPath"]["path"], "/data", "{engine}");
+        let c = &spec["containers"][0];
+        assert_eq!(
+            c["livenessProbe"]["exec"]["command"],
+            json!(["true"]),
+            "{engine}"
+        );
+        assert_eq!(c["readinessProbe"]["httpGet"]["port"], 8080, "{engine}");
+        assert_eq!(
+            c["env"][0]["valueFrom"]["secretKeyRef"],
+            json!({"name": "creds", "key": "token"}),
+            "{engine}"
+        );
+        // Strict field validation finds no unknown (Go field name) field.
+        let (code, body) = post_protobuf(
+            &server,
+            "/clusters/acme/apis/apps/v1/namespaces/default/deployments?fieldValidation=Strict",
+            &deployment_pb(),
+        )?;
+        assert_eq!(code, 201, "{engine}: strict: {body}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protobuf_webhook_rules_keep_their_resources() -> Result<()> {
+    for (engine, server) in servers_for("protobuf_webhook_rules_keep_their_resources")? {
+        server.create_workspace("acme")?;
+        // Rules on a group nothing here serves, so the webhook (which does
+        // not exist) is never called.
+        let rule = Pb::default().str(1, "CREATE").str(1, "UPDATE").msg(
+            2,
+            Pb::default()
+                .str(1, "example.com")
+                .str(2, "v1")
+                .str(3, "widgets")
+                .str(3, "gadgets")
+                .str(4, "Namespaced"),
+        );
+        let webhook = Pb::default()
+            .str(1, "check.example.com")
+            .msg(2, Pb::default().str(3, "https://127.0.0.1:9/validate"))
+            .msg(3, rule)
+            .str(4, "Ignore")
+            .str(6, "None")
+            .str(8, "v1");
+        let body = Pb::default()
+            .msg(1, Pb::default().str(1, "pb"))
+            .msg(2, webhook)
+            .k8s_body(
+                "admissionregistration.k8s.io/v1",
+                "ValidatingWebhookConfiguration",
+            );
+        let base =
+            "/clusters/acme/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations";
+        let (code, created) = post_protobuf(&server, base, &body)?;
+        ensure!(code == 201, "{engine}: protobuf create: {code} {created}");
+        let (code, body) = call(
+            &server,
+            "POST",
+            base,
+            Some(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": "js"},
+                "webhooks": [{
+                    "name": "check.example.com",
+                    "clientConfig": {"url": "https://127.0.0.1:9/validate"},
+                    "rules": [{
+                        "operations": ["CREATE", "UPDATE"],
+                        "apiGroups": ["example.com"],
+                        "apiVersions": ["v1"],
+                        "resources": ["widgets", "gadgets"],
+                        "scope": "Namespaced",
+                    }],
+                    "failurePolicy": "Ignore",
+                    "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"],
+                }],
+            })),
+        )?;
+        ensure!(code == 201, "{engine}: JSON create: {code} {body}");
+        let (_, pb) = server.get_json(&format!("{base}/pb"), None)?;
+        let (_, js) = server.get_json(&format!("{base}/js"), None)?;
+        assert_eq!(
+            pb["webhooks"][0]["rules"],
+            json!([{
+                "operations": ["CREATE", "UPDATE"],
+                "apiGroups": ["example.com"],
+                "apiVersions": ["v1"],
+                "resources": ["widgets", "gadgets"],
+                "scope": "Namespaced",
+            }]),
+            "{engine}: {pb}"
+        );
+        assert_eq!(pb["webhooks"], js["webhooks"], "{engine}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protobuf_admission_policy_rules_flatten_two_levels() -> Result<()> {
+    for (engine, server) in servers_for("protobuf_admission_policy_rules_flatten_two_levels")? {
+        server.create_workspace("acme")?;
+        // NamedRuleWithOperations inlines RuleWithOperations, which inlines
+        // Rule: all their fields are one JSON object.
+        let named_rule = Pb::default().str(1, "only-this").msg(
+            2,
+            Pb::default().str(1, "CREATE").msg(
+                2,
+                Pb::default()
+                    .str(1, "example.com")
+                    .str(2, "v1")
+                    .str(3, "widgets")
+                    .str(4, "*"),
+            ),
+        );
+        let body = Pb::default()
+            .msg(1, Pb::default().str(1, "policy"))
+            .msg(
+                2,
+                Pb::default()
+                    .msg(2, Pb::default().msg(3, named_rule))
+                    .msg(3, Pb::default().str(1, "true")),
+            )
+            .k8s_body(
+                "admissionregistration.k8s.io/v1",
+                "ValidatingAdmissionPolicy",
+            );
+        let base =
+            "/clusters/acme/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies";
+        let (code, created) = post_protobuf(&server, base, &body)?;
+        ensure!(code == 201, "{engine}: protobuf create: {code} {created}");
+        let (_, got) = server.get_json(&format!("{base}/policy"), None)?;
+        assert_eq!(
+            got["spec"]["matchConstraints"]["resourceRules"],
+            json!([{
+                "resourceNames": ["only-this"],
+                "operations": ["CREATE"],
+                "apiGroups": ["example.com"],
+                "apiVersions": ["v1"],
+                "resources": ["widgets"],
+                "scope": "*",
+            }]),
+            "{engine}: {got}"
+        );
+    }
+    Ok(())
+}

@@ -10,6 +10,7 @@ Inputs (neither is vendored):
     x-kubernetes-group-version-kind), e.g.
       pip download --no-deps kubernetes-validate && unzip kubernetes_validate-*.whl
       .../kubernetes-json-schema/v1.33.0-local/_definitions.json
+    (later wheels still ship v1.33.0-local: 1.37.0's gives this table)
 
 Usage: gen_protobuf_schema.py K8S_PB_SRC DEFINITIONS_JSON OUT_RS
 
@@ -137,21 +138,13 @@ def main():
     def canon(dn):
         return defs_by_norm.get(norm(dn), dn)
 
-    table = {}  # canonical name -> fields
+    # First pass: each message's fields with their tags, kinds and types.
+    raw = {}  # canonical name -> [(tag, rust, kind, attr, code)]
     for dn, (mod, fields) in pb.items():
-        name = canon(dn)
-        props = defs.get(name, {}).get("properties", {})
-        required = set(defs.get(name, {}).get("required", []))
-        pnorm = {norm(p): p for p in props}
         out_fields = []
         for attr, rust, ty in fields:
             tag = int(re.search(r'tag = "(\d+)"', attr).group(1))
             kind = attr.split(",")[0].split("=")[0].strip()
-            json_name = pnorm.get(norm(rust))
-            if json_name is None:
-                parts = rust.split("_")
-                json_name = parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
-            label = "r" if ", repeated" in attr else ""
             if kind == "btree_map":
                 spec = re.search(r'btree_map = "string, (\w+)"', attr).group(1)
                 if spec == "message":
@@ -164,6 +157,68 @@ def main():
                 code = "m" + canon(def_name(m, s))
             else:
                 code = SCALARS[kind]
+            out_fields.append((tag, rust, kind, attr, code))
+        raw[canon(dn)] = out_fields
+
+    # Go structs embedded with `json:",inline"` are a named field in the
+    # .proto but no property of the parent in the schema: their fields are
+    # the parent's (Volume.volumeSource, Probe.handler, ...). One is
+    # recognised by its name missing from the parent's properties while
+    # most of the names it contributes (through its own inline fields too)
+    # are there. Such a sub-message (VolumeSource, ProbeHandler, ...) is
+    # often no schema definition of its own, so its field names are looked
+    # up in the properties of the parents it is inlined into, which gives
+    # the exact spelling (downwardAPI, scaleIO) rather than a guess.
+    props = {n: {norm(p): p for p in defs.get(n, {}).get("properties", {})} for n in raw}
+    inline = set()  # (parent, tag)
+
+    def contributed(n, seen=()):
+        names = set()
+        for tag, rust, kind, _, code in raw.get(n, []):
+            if (n, tag) in inline and code[1:] not in seen:
+                names |= contributed(code[1:], seen + (n,))
+            else:
+                names.add(norm(rust))
+        return names
+
+    changed = True
+    while changed:
+        changed = False
+        for n, fields in raw.items():
+            for tag, rust, kind, attr, code in fields:
+                sub = code[1:]
+                if ((n, tag) in inline or kind != "message" or ", repeated" in attr
+                        or sub in SPECIAL or sub not in raw or norm(rust) in props[n]):
+                    continue
+                names = contributed(sub)
+                hits = len(names & set(props[n]))
+                if hits and hits * 2 > len(names):
+                    inline.add((n, tag))
+                    changed = True
+            # An inline sub-message's fields are spelled as its parent's.
+            for tag, _, _, _, code in fields:
+                if (n, tag) in inline:
+                    sub = code[1:]
+                    missing = {k: v for k, v in props[n].items() if k not in props[sub]}
+                    if missing:
+                        props[sub].update(missing)
+                        changed = True
+    for n, tag in sorted(inline):
+        print(f"inline: {n} field {tag}", file=sys.stderr)
+
+    table = {}  # canonical name -> fields
+    for name, fields in raw.items():
+        required = set(defs.get(name, {}).get("required", []))
+        out_fields = []
+        for tag, rust, kind, attr, code in fields:
+            json_name = props[name].get(norm(rust))
+            if (name, tag) in inline:
+                # Empty, like the Go tag `json:",inline"`.
+                json_name = ""
+            elif json_name is None:
+                parts = rust.split("_")
+                json_name = parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
+            label = "r" if ", repeated" in attr else ""
             req = "!" if json_name in required else ""
             out_fields.append((tag, json_name, label + code, req))
         table[name] = out_fields
@@ -211,6 +266,8 @@ def main():
         f.write("// s string, b bool, i int32, l int64, d double, y bytes, m<N> message N\n")
         f.write("// (line index) or m<T|U|D|I|Q|R|A|B|S> for the specially encoded types,\n")
         f.write("// M<...> a map from string to that type, a leading r = repeated, ! = required.\n")
+        f.write("// An empty jsonName is a Go struct embedded with `json:\",inline\"`: its\n")
+        f.write("// fields belong to the enclosing JSON object.\n")
         f.write("// KINDS: `apiVersion kind message-index`.\n\n")
         f.write("pub(super) const MESSAGES: &str = \"\\\n")
         for l in lines:

@@ -27,6 +27,12 @@
 //! the object the same JSON body describes. For fields the Go table does
 //! not know, an empty string in a field that is not `required` is dropped.
 //! A zero `Time`/`MicroTime` is `null`, as Go renders it.
+//!
+//! Go structs embedded with `json:",inline"` (`Volume.volumeSource`,
+//! `Probe.handler`, `IngressRule.ingressRuleValue`, `RuleWithOperations.rule`,
+//! ...) are a named message field in protobuf but no JSON property: the
+//! table marks them (an empty JSON name) and their fields are merged into
+//! the enclosing object, at any depth.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -201,6 +207,10 @@ struct Field {
     repeated: bool,
     required: bool,
     zero: Zero,
+    /// A Go struct embedded with `json:",inline"` (`Volume.volumeSource`,
+    /// `Probe.handler`, ...): a message on the wire whose fields Go's JSON
+    /// puts in the enclosing object.
+    inline: bool,
 }
 
 #[derive(Debug)]
@@ -300,6 +310,12 @@ fn parse_schema() -> Result<Schema, String> {
                 None => (code.to_string(), false),
             };
             let ty = parse_type(&code).ok_or_else(|| format!("bad type in {f:?}"))?;
+            let inline = json.is_empty();
+            if inline && (repeated || map || !matches!(ty, Ty::Msg(_))) {
+                return Err(format!(
+                    "inline field {f:?} in {name} is not a single message"
+                ));
+            }
             let zero = match rule {
                 Some((omit, _)) if omit.contains(&json) => Zero::Omit,
                 Some((_, ptr)) if ptr.contains(&json) => Zero::Keep,
@@ -314,6 +330,7 @@ fn parse_schema() -> Result<Schema, String> {
                     repeated,
                     required,
                     zero,
+                    inline,
                 },
             );
         }
@@ -447,6 +464,15 @@ fn decode_message(
             r.skip(wire)?;
             continue;
         };
+        if field.inline {
+            // Flattened as Go's JSON does; a nested inline field was already
+            // flattened into `sub` by the recursive call.
+            if let Some(Value::Object(sub)) = decode_scalar(schema, field.ty, wire, &mut r, depth)?
+            {
+                merge_inline(&mut out, sub);
+            }
+            continue;
+        }
         if field.map {
             let entry = r.bytes()?;
             let (k, v) = decode_map_entry(schema, field.ty, entry, depth)?;
@@ -498,6 +524,21 @@ fn decode_message(
         }
     }
     Ok(Value::Object(out))
+}
+
+/// Moves an inline sub-message's fields into its parent. The same embedded
+/// message may come in several pieces (protobuf merges them): repeated
+/// fields then add up, anything else is replaced.
+fn merge_inline(out: &mut Map<String, Value>, sub: Map<String, Value>) {
+    for (k, v) in sub {
+        match (out.get_mut(&k), v) {
+            (Some(Value::Array(have)), Value::Array(more)) => have.extend(more),
+            (Some(Value::Object(have)), Value::Object(more)) => merge_inline(have, more),
+            (_, v) => {
+                out.insert(k, v);
+            }
+        }
+    }
 }
 
 /// Go's zero value of a scalar.
@@ -1319,5 +1360,511 @@ mod tests {
         ))
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got["spec"], json!({"storageClassName": ""}));
+    }
+
+    /// Every field the table marks inline, by parent message.
+    fn inline_fields() -> Vec<(&'static str, u32, usize)> {
+        let Ok(schema) = schema_table() else {
+            panic!("schema table does not parse")
+        };
+        let mut out = Vec::new();
+        for (i, line) in schema::MESSAGES.lines().enumerate() {
+            let name = line.split(' ').next().unwrap_or("");
+            for (tag, f) in &schema.messages[i].fields {
+                if let (true, Ty::Msg(sub)) = (f.inline, f.ty) {
+                    out.push((name, *tag, sub));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// A non-inline scalar or message field reached from message `idx`
+    /// through its inline fields: (wire bytes setting it, its JSON name).
+    fn leaf(schema: &Schema, idx: usize) -> Option<(Vec<u8>, &'static str)> {
+        let mut tags: Vec<_> = schema.messages[idx].fields.iter().collect();
+        tags.sort_by_key(|(t, _)| **t);
+        for (tag, f) in tags {
+            if f.map {
+                continue;
+            }
+            let mut buf = Vec::new();
+            match f.ty {
+                Ty::Msg(sub) if f.inline => {
+                    let (inner, json) = leaf(schema, sub)?;
+                    prost::encoding::encode_key(
+                        *tag,
+                        prost::encoding::WireType::LengthDelimited,
+                        &mut buf,
+                    );
+                    prost::encoding::encode_varint(inner.len() as u64, &mut buf);
+                    buf.extend(inner);
+                    return Some((buf, json));
+                }
+                Ty::Str => prost::encoding::string::encode(*tag, &"x".to_string(), &mut buf),
+                Ty::Bool => prost::encoding::bool::encode(*tag, &true, &mut buf),
+                Ty::I32 => prost::encoding::int32::encode(*tag, &7, &mut buf),
+                Ty::I64 => prost::encoding::int64::encode(*tag, &7, &mut buf),
+                // An empty message decodes to `{}`.
+                Ty::Msg(_) => {
+                    prost::encoding::encode_key(
+                        *tag,
+                        prost::encoding::WireType::LengthDelimited,
+                        &mut buf,
+                    );
+                    prost::encoding::encode_varint(0, &mut buf);
+                }
+                _ => continue,
+            }
+            return Some((buf, f.json));
+        }
+        None
+    }
+
+    #[test]
+    fn inline_fields_of_the_go_types_are_in_the_table() {
+        // The Go structs embedded with `json:",inline"` in the API types the
+        // table covers (reachable from a built-in kind of v1.33).
+        let want = [
+            (
+                "io.k8s.api.admissionregistration.v1.NamedRuleWithOperations",
+                2,
+            ),
+            ("io.k8s.api.admissionregistration.v1.RuleWithOperations", 2),
+            (
+                "io.k8s.api.admissionregistration.v1alpha1.NamedRuleWithOperations",
+                2,
+            ),
+            (
+                "io.k8s.api.admissionregistration.v1beta1.NamedRuleWithOperations",
+                2,
+            ),
+            ("io.k8s.api.core.v1.ConfigMapEnvSource", 1),
+            ("io.k8s.api.core.v1.ConfigMapKeySelector", 1),
+            ("io.k8s.api.core.v1.ConfigMapProjection", 1),
+            ("io.k8s.api.core.v1.ConfigMapVolumeSource", 1),
+            ("io.k8s.api.core.v1.EphemeralContainer", 1),
+            ("io.k8s.api.core.v1.PersistentVolumeSpec", 2),
+            ("io.k8s.api.core.v1.Probe", 1),
+            ("io.k8s.api.core.v1.SecretEnvSource", 1),
+            ("io.k8s.api.core.v1.SecretKeySelector", 1),
+            ("io.k8s.api.core.v1.SecretProjection", 1),
+            ("io.k8s.api.core.v1.Volume", 2),
+            ("io.k8s.api.networking.v1.IngressRule", 2),
+            (
+                "io.k8s.api.resource.v1beta1.DeviceAllocationConfiguration",
+                3,
+            ),
+            ("io.k8s.api.resource.v1beta1.DeviceClaimConfiguration", 2),
+            ("io.k8s.api.resource.v1beta1.DeviceClassConfiguration", 1),
+            (
+                "io.k8s.api.resource.v1beta2.DeviceAllocationConfiguration",
+                3,
+            ),
+            ("io.k8s.api.resource.v1beta2.DeviceClaimConfiguration", 2),
+            ("io.k8s.api.resource.v1beta2.DeviceClassConfiguration", 1),
+        ];
+        let got: Vec<(&str, u32)> = inline_fields().iter().map(|(n, t, _)| (*n, *t)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn every_inline_field_is_flattened_into_its_parent() {
+        let Ok(schema) = schema_table() else {
+            panic!("schema table does not parse")
+        };
+        let mut parents = 0;
+        for (name, _, _) in inline_fields() {
+            let idx = schema::MESSAGES
+                .lines()
+                .position(|l| l.split(' ').next() == Some(name))
+                .unwrap_or_else(|| panic!("{name} not in the table"));
+            // Every inline field of the parent set at once, each through
+            // one field of its sub-message (reached through nested inline
+            // fields, as RuleWithOperations.rule in NamedRuleWithOperations).
+            let mut buf = Vec::new();
+            let mut want = Vec::new();
+            let mut tags: Vec<_> = schema.messages[idx].fields.iter().collect();
+            tags.sort_by_key(|(t, _)| **t);
+            for (tag, f) in tags {
+                let Ty::Msg(sub) = f.ty else { continue };
+                if !f.inline {
+                    continue;
+                }
+                let (inner, json) =
+                    leaf(schema, sub).unwrap_or_else(|| panic!("{name}.{tag}: no leaf field"));
+                prost::encoding::encode_key(
+                    *tag,
+                    prost::encoding::WireType::LengthDelimited,
+                    &mut buf,
+                );
+                prost::encoding::encode_varint(inner.len() as u64, &mut buf);
+                buf.extend(inner);
+                want.push(json);
+            }
+            let got =
+                decode_message(schema, idx, &buf, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let Value::Object(got) = got else {
+                panic!("{name}: not an object")
+            };
+            assert!(!got.contains_key(""), "{name}: {got:?}");
+            for json in want {
+                assert!(!json.is_empty());
+                assert!(
+                    got.contains_key(json),
+                    "{name}: {json} not flattened: {got:?}"
+                );
+            }
+            // Nothing else: no nested object under the Go field's name.
+            assert!(
+                got.values()
+                    .all(|v| !matches!(v, Value::Object(m) if !m.is_empty())),
+                "{name}: {got:?}"
+            );
+            parents += 1;
+        }
+        assert!(parents > 0);
+    }
+
+    #[test]
+    fn inline_structs_decode_like_go_json() {
+        let int_or_str = |n: i32| k8s_pb::apimachinery::pkg::util::intstr::IntOrString {
+            r#type: Some(0),
+            int_val: Some(n),
+            str_val: None,
+        };
+        let secret_ref = pb::core::v1::SecretKeySelector {
+            local_object_reference: Some(pb::core::v1::LocalObjectReference {
+                name: Some("s".into()),
+            }),
+            key: Some("k".into()),
+            optional: None,
+        };
+        let pod = pb::core::v1::Pod {
+            metadata: Some(pb_meta("p", Some("default"))),
+            spec: Some(pb::core::v1::PodSpec {
+                volumes: vec![
+                    pb::core::v1::Volume {
+                        name: Some("v".into()),
+                        volume_source: Some(pb::core::v1::VolumeSource {
+                            empty_dir: Some(Default::default()),
+                            ..Default::default()
+                        }),
+                    },
+                    pb::core::v1::Volume {
+                        name: Some("h".into()),
+                        volume_source: Some(pb::core::v1::VolumeSource {
+                            host_path: Some(pb::core::v1::HostPathVolumeSource {
+                                path: Some("/data".into()),
+                                r#type: Some("Directory".into()),
+                            }),
+                            ..Default::default()
+                        }),
+                    },
+                    pb::core::v1::Volume {
+                        name: Some("d".into()),
+                        volume_source: Some(pb::core::v1::VolumeSource {
+                            downward_api: Some(Default::default()),
+                            ..Default::default()
+                        }),
+                    },
+                ],
+                containers: vec![pb::core::v1::Container {
+                    name: Some("app".into()),
+                    image: Some("nginx".into()),
+                    liveness_probe: Some(pb::core::v1::Probe {
+                        handler: Some(pb::core::v1::ProbeHandler {
+                            exec: Some(pb::core::v1::ExecAction {
+                                command: vec!["true".into()],
+                            }),
+                            ..Default::default()
+                        }),
+                        period_seconds: Some(5),
+                        ..Default::default()
+                    }),
+                    readiness_probe: Some(pb::core::v1::Probe {
+                        handler: Some(pb::core::v1::ProbeHandler {
+                            http_get: Some(pb::core::v1::HttpGetAction {
+                                path: Some("/healthz".into()),
+                                port: Some(int_or_str(8080)),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    env: vec![pb::core::v1::EnvVar {
+                        name: Some("E".into()),
+                        value_from: Some(pb::core::v1::EnvVarSource {
+                            secret_key_ref: Some(secret_ref),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    env_from: vec![pb::core::v1::EnvFromSource {
+                        config_map_ref: Some(pb::core::v1::ConfigMapEnvSource {
+                            local_object_reference: Some(pb::core::v1::LocalObjectReference {
+                                name: Some("cm".into()),
+                            }),
+                            optional: None,
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ephemeral_containers: vec![pb::core::v1::EphemeralContainer {
+                    ephemeral_container_common: Some(pb::core::v1::EphemeralContainerCommon {
+                        name: Some("debug".into()),
+                        image: Some("busybox".into()),
+                        ..Default::default()
+                    }),
+                    target_container_name: Some("app".into()),
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let oa_pod = oa::core::v1::Pod {
+            metadata: oa_meta("p", Some("default")),
+            spec: Some(oa::core::v1::PodSpec {
+                volumes: Some(vec![
+                    oa::core::v1::Volume {
+                        name: "v".into(),
+                        empty_dir: Some(Default::default()),
+                        ..Default::default()
+                    },
+                    oa::core::v1::Volume {
+                        name: "h".into(),
+                        host_path: Some(oa::core::v1::HostPathVolumeSource {
+                            path: "/data".into(),
+                            type_: Some("Directory".into()),
+                        }),
+                        ..Default::default()
+                    },
+                    oa::core::v1::Volume {
+                        name: "d".into(),
+                        downward_api: Some(Default::default()),
+                        ..Default::default()
+                    },
+                ]),
+                containers: vec![oa::core::v1::Container {
+                    name: "app".into(),
+                    image: Some("nginx".into()),
+                    liveness_probe: Some(oa::core::v1::Probe {
+                        exec: Some(oa::core::v1::ExecAction {
+                            command: Some(vec!["true".into()]),
+                        }),
+                        period_seconds: Some(5),
+                        ..Default::default()
+                    }),
+                    readiness_probe: Some(oa::core::v1::Probe {
+                        http_get: Some(oa::core::v1::HTTPGetAction {
+                            path: Some("/healthz".into()),
+                            port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(
+                                8080,
+                            ),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    env: Some(vec![oa::core::v1::EnvVar {
+                        name: "E".into(),
+                        value_from: Some(oa::core::v1::EnvVarSource {
+                            secret_key_ref: Some(oa::core::v1::SecretKeySelector {
+                                name: "s".into(),
+                                key: "k".into(),
+                                optional: None,
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    env_from: Some(vec![oa::core::v1::EnvFromSource {
+                        config_map_ref: Some(oa::core::v1::ConfigMapEnvSource {
+                            name: "cm".into(),
+                            optional: None,
+                        }),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }],
+                ephemeral_containers: Some(vec![oa::core::v1::EphemeralContainer {
+                    name: "debug".into(),
+                    image: Some("busybox".into()),
+                    target_container_name: Some("app".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        check("v1", "Pod", pod, oa_pod);
+
+        let ing = pb::networking::v1::Ingress {
+            metadata: Some(pb_meta("ing", Some("default"))),
+            spec: Some(pb::networking::v1::IngressSpec {
+                rules: vec![pb::networking::v1::IngressRule {
+                    host: Some("foo.com".into()),
+                    ingress_rule_value: Some(pb::networking::v1::IngressRuleValue {
+                        http: Some(pb::networking::v1::HttpIngressRuleValue {
+                            paths: vec![pb::networking::v1::HttpIngressPath {
+                                path: Some("/bar".into()),
+                                path_type: Some("Exact".into()),
+                                backend: Some(pb::networking::v1::IngressBackend {
+                                    service: Some(pb::networking::v1::IngressServiceBackend {
+                                        name: Some("svc1".into()),
+                                        port: Some(pb::networking::v1::ServiceBackendPort {
+                                            number: Some(80),
+                                            name: None,
+                                        }),
+                                    }),
+                                    resource: None,
+                                }),
+                            }],
+                        }),
+                    }),
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let oa_ing = oa::networking::v1::Ingress {
+            metadata: oa_meta("ing", Some("default")),
+            spec: Some(oa::networking::v1::IngressSpec {
+                rules: Some(vec![oa::networking::v1::IngressRule {
+                    host: Some("foo.com".into()),
+                    http: Some(oa::networking::v1::HTTPIngressRuleValue {
+                        paths: vec![oa::networking::v1::HTTPIngressPath {
+                            path: Some("/bar".into()),
+                            path_type: "Exact".into(),
+                            backend: oa::networking::v1::IngressBackend {
+                                service: Some(oa::networking::v1::IngressServiceBackend {
+                                    name: "svc1".into(),
+                                    port: Some(oa::networking::v1::ServiceBackendPort {
+                                        number: Some(80),
+                                        name: None,
+                                    }),
+                                }),
+                                resource: None,
+                            },
+                        }],
+                    }),
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        check("networking.k8s.io/v1", "Ingress", ing, oa_ing);
+
+        let pb_rule = || pb::admissionregistration::v1::RuleWithOperations {
+            operations: vec!["CREATE".into()],
+            rule: Some(pb::admissionregistration::v1::Rule {
+                api_groups: vec!["apps".into()],
+                api_versions: vec!["v1".into()],
+                resources: vec!["deployments".into()],
+                scope: Some("Namespaced".into()),
+            }),
+        };
+        let vwc = pb::admissionregistration::v1::ValidatingWebhookConfiguration {
+            metadata: Some(pb_meta("vwc", None)),
+            webhooks: vec![pb::admissionregistration::v1::ValidatingWebhook {
+                name: Some("w.example.com".into()),
+                client_config: Some(pb::admissionregistration::v1::WebhookClientConfig {
+                    url: Some("https://example.com/validate".into()),
+                    ..Default::default()
+                }),
+                rules: vec![pb_rule()],
+                side_effects: Some("None".into()),
+                admission_review_versions: vec!["v1".into()],
+                ..Default::default()
+            }],
+        };
+        let oa_vwc = oa::admissionregistration::v1::ValidatingWebhookConfiguration {
+            metadata: oa_meta("vwc", None),
+            webhooks: Some(vec![oa::admissionregistration::v1::ValidatingWebhook {
+                name: "w.example.com".into(),
+                client_config: oa::admissionregistration::v1::WebhookClientConfig {
+                    url: Some("https://example.com/validate".into()),
+                    ..Default::default()
+                },
+                rules: Some(vec![oa::admissionregistration::v1::RuleWithOperations {
+                    operations: Some(vec!["CREATE".into()]),
+                    api_groups: Some(vec!["apps".into()]),
+                    api_versions: Some(vec!["v1".into()]),
+                    resources: Some(vec!["deployments".into()]),
+                    scope: Some("Namespaced".into()),
+                }]),
+                side_effects: "None".into(),
+                admission_review_versions: vec!["v1".into()],
+                ..Default::default()
+            }]),
+        };
+        check(
+            "admissionregistration.k8s.io/v1",
+            "ValidatingWebhookConfiguration",
+            vwc,
+            oa_vwc,
+        );
+
+        // Two levels: NamedRuleWithOperations inlines RuleWithOperations,
+        // which inlines Rule.
+        let vap = pb::admissionregistration::v1::ValidatingAdmissionPolicy {
+            metadata: Some(pb_meta("vap", None)),
+            spec: Some(
+                pb::admissionregistration::v1::ValidatingAdmissionPolicySpec {
+                    match_constraints: Some(pb::admissionregistration::v1::MatchResources {
+                        resource_rules: vec![
+                            pb::admissionregistration::v1::NamedRuleWithOperations {
+                                resource_names: vec!["x".into()],
+                                rule_with_operations: Some(pb_rule()),
+                            },
+                        ],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ),
+            ..Default::default()
+        };
+        let got = decode(&envelope(
+            "admissionregistration.k8s.io/v1",
+            "ValidatingAdmissionPolicy",
+            vap.encode_to_vec(),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            got["spec"]["matchConstraints"]["resourceRules"],
+            json!([{
+                "resourceNames": ["x"],
+                "operations": ["CREATE"],
+                "apiGroups": ["apps"],
+                "apiVersions": ["v1"],
+                "resources": ["deployments"],
+                "scope": "Namespaced",
+            }])
+        );
+
+        let pv = pb::core::v1::PersistentVolume {
+            metadata: Some(pb_meta("pv", None)),
+            spec: Some(pb::core::v1::PersistentVolumeSpec {
+                persistent_volume_source: Some(pb::core::v1::PersistentVolumeSource {
+                    host_path: Some(pb::core::v1::HostPathVolumeSource {
+                        path: Some("/pv".into()),
+                        r#type: None,
+                    }),
+                    ..Default::default()
+                }),
+                access_modes: vec!["ReadWriteOnce".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let got = decode(&envelope("v1", "PersistentVolume", pv.encode_to_vec()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            got["spec"],
+            json!({"hostPath": {"path": "/pv"}, "accessModes": ["ReadWriteOnce"]})
+        );
     }
 }

@@ -5,6 +5,8 @@
 // s string, b bool, i int32, l int64, d double, y bytes, m<N> message N
 // (line index) or m<T|U|D|I|Q|R|A|B|S> for the specially encoded types,
 // M<...> a map from string to that type, a leading r = repeated, ! = required.
+// An empty jsonName is a Go struct embedded with `json:",inline"`: its
+// fields belong to the enclosing JSON object.
 // KINDS: `apiVersion kind message-index`.
 
 pub(super) const MESSAGES: &str = "\
@@ -116,7 +118,7 @@ io.k8s.api.storage.v1.VolumeAttachmentSpec 1:attacher:s! 2:source:m53! 3:nodeNam
 \
 io.k8s.api.storage.v1.VolumeAttachmentSource 1:persistentVolumeName:s 2:inlineVolumeSpec:m54
 \
-io.k8s.api.core.v1.PersistentVolumeSpec 1:capacity:MQ 2:persistentVolumeSource:m60 3:accessModes:rs 4:claimRef:m59 5:persistentVolumeReclaimPolicy:s 6:storageClassName:s 7:mountOptions:rs 8:volumeMode:s 9:nodeAffinity:m55 10:volumeAttributesClassName:s
+io.k8s.api.core.v1.PersistentVolumeSpec 1:capacity:MQ 2::m60 3:accessModes:rs 4:claimRef:m59 5:persistentVolumeReclaimPolicy:s 6:storageClassName:s 7:mountOptions:rs 8:volumeMode:s 9:nodeAffinity:m55 10:volumeAttributesClassName:s
 \
 io.k8s.api.core.v1.VolumeNodeAffinity 1:required:m56
 \
@@ -128,7 +130,7 @@ io.k8s.api.core.v1.NodeSelectorRequirement 1:key:s! 2:operator:s! 3:values:rs
 \
 io.k8s.api.core.v1.ObjectReference 1:kind:s 2:namespace:s 3:name:s 4:uid:s 5:apiVersion:s 6:resourceVersion:s 7:fieldPath:s
 \
-io.k8s.api.core.v1.PersistentVolumeSource 1:gcePersistentDisk:m83 2:awsElasticBlockStore:m82 3:hostPath:m81 4:glusterfs:m80 5:nfs:m79 6:rbd:m78 7:iscsi:m77 8:cinder:m76 9:cephfs:m75 10:fc:m74 11:flocker:m73 12:flexVolume:m72 13:azureFile:m71 14:vsphereVolume:m70 15:quobyte:m69 16:azureDisk:m68 17:photonPersistentDisk:m67 18:portworxVolume:m66 19:scaleIo:m65 20:local:m64 21:storageos:m63 22:csi:m61
+io.k8s.api.core.v1.PersistentVolumeSource 1:gcePersistentDisk:m83 2:awsElasticBlockStore:m82 3:hostPath:m81 4:glusterfs:m80 5:nfs:m79 6:rbd:m78 7:iscsi:m77 8:cinder:m76 9:cephfs:m75 10:fc:m74 11:flocker:m73 12:flexVolume:m72 13:azureFile:m71 14:vsphereVolume:m70 15:quobyte:m69 16:azureDisk:m68 17:photonPersistentDisk:m67 18:portworxVolume:m66 19:scaleIO:m65 20:local:m64 21:storageos:m63 22:csi:m61
 \
 io.k8s.api.core.v1.CSIPersistentVolumeSource 1:driver:s! 2:volumeHandle:s! 3:readOnly:b 4:fsType:s 5:volumeAttributes:Ms 6:controllerPublishSecretRef:m62 7:nodeStageSecretRef:m62 8:nodePublishSecretRef:m62 9:controllerExpandSecretRef:m62 10:nodeExpandSecretRef:m62
 \
@@ -250,7 +252,7 @@ io.k8s.api.resource.v1beta2.ResourceClaimSpec 1:devices:m120
 \
 io.k8s.api.resource.v1beta2.DeviceClaim 1:requests:rm125 2:constraints:rm124 3:config:rm121
 \
-io.k8s.api.resource.v1beta2.DeviceClaimConfiguration 1:requests:rs 2:deviceConfiguration:m122
+io.k8s.api.resource.v1beta2.DeviceClaimConfiguration 1:requests:rs 2::m122
 \
 io.k8s.api.resource.v1beta2.DeviceConfiguration 1:opaque:m123
 \
@@ -290,7 +292,7 @@ io.k8s.api.resource.v1beta2.AllocationResult 1:devices:m140 3:nodeSelector:m56 5
 \
 io.k8s.api.resource.v1beta2.DeviceAllocationResult 1:results:rm142 2:config:rm141
 \
-io.k8s.api.resource.v1beta2.DeviceAllocationConfiguration 1:source:s! 2:requests:rs 3:deviceConfiguration:m122
+io.k8s.api.resource.v1beta2.DeviceAllocationConfiguration 1:source:s! 2:requests:rs 3::m122
 \
 io.k8s.api.resource.v1beta2.DeviceRequestAllocationResult 1:request:s! 2:driver:s! 3:pool:s! 4:device:s! 5:adminAccess:b 6:tolerations:rm128 7:bindingConditions:rs 8:bindingFailureConditions:rs 9:shareId:s 10:consumedCapacity:MQ
 \
@@ -300,7 +302,7 @@ io.k8s.api.resource.v1beta2.DeviceClass 1:metadata:m6 2:spec:m145!
 \
 io.k8s.api.resource.v1beta2.DeviceClassSpec 1:selectors:rm129 2:config:rm146 4:extendedResourceName:s
 \
-io.k8s.api.resource.v1beta2.DeviceClassConfiguration 1:deviceConfiguration:m122
+io.k8s.api.resource.v1beta2.DeviceClassConfiguration 1::m122
 \
 io.k8s.api.resource.v1beta1.ResourceSliceList 1:metadata:m9 2:items:rm148!
 \
@@ -340,7 +342,7 @@ io.k8s.api.resource.v1beta1.ResourceClaimSpec 1:devices:m165
 \
 io.k8s.api.resource.v1beta1.DeviceClaim 1:requests:rm170 2:constraints:rm169 3:config:rm166
 \
-io.k8s.api.resource.v1beta1.DeviceClaimConfiguration 1:requests:rs 2:deviceConfiguration:m167
+io.k8s.api.resource.v1beta1.DeviceClaimConfiguration 1:requests:rs 2::m167
 \
 io.k8s.api.resource.v1beta1.DeviceConfiguration 1:opaque:m168
 \
@@ -376,7 +378,7 @@ io.k8s.api.resource.v1beta1.AllocationResult 1:devices:m183 3:nodeSelector:m56 5
 \
 io.k8s.api.resource.v1beta1.DeviceAllocationResult 1:results:rm185 2:config:rm184
 \
-io.k8s.api.resource.v1beta1.DeviceAllocationConfiguration 1:source:s! 2:requests:rs 3:deviceConfiguration:m167
+io.k8s.api.resource.v1beta1.DeviceAllocationConfiguration 1:source:s! 2:requests:rs 3::m167
 \
 io.k8s.api.resource.v1beta1.DeviceRequestAllocationResult 1:request:s! 2:driver:s! 3:pool:s! 4:device:s! 5:adminAccess:b 6:tolerations:rm172 7:bindingConditions:rs 8:bindingFailureConditions:rs 9:shareId:s 10:consumedCapacity:MQ
 \
@@ -386,7 +388,7 @@ io.k8s.api.resource.v1beta1.DeviceClass 1:metadata:m6 2:spec:m188!
 \
 io.k8s.api.resource.v1beta1.DeviceClassSpec 1:selectors:rm174 2:config:rm189 4:extendedResourceName:s
 \
-io.k8s.api.resource.v1beta1.DeviceClassConfiguration 1:deviceConfiguration:m167
+io.k8s.api.resource.v1beta1.DeviceClassConfiguration 1::m167
 \
 io.k8s.api.resource.v1alpha3.DeviceTaintRuleList 1:metadata:m9 2:items:rm191!
 \
@@ -498,7 +500,7 @@ io.k8s.api.networking.v1.IngressPortStatus 1:port:i! 2:protocol:s! 3:error:s
 \
 io.k8s.api.networking.v1.IngressSpec 4:ingressClassName:s 1:defaultBackend:m249 2:tls:rm253 3:rules:rm245
 \
-io.k8s.api.networking.v1.IngressRule 1:host:s 2:ingressRuleValue:m246
+io.k8s.api.networking.v1.IngressRule 1:host:s 2::m246
 \
 io.k8s.api.networking.v1.IngressRuleValue 1:http:m247
 \
@@ -706,7 +708,7 @@ io.k8s.api.core.v1.WindowsSecurityContextOptions 1:gmsaCredentialSpecName:s 2:gm
 \
 io.k8s.api.core.v1.SELinuxOptions 1:user:s 2:role:s 3:type:s 4:level:s
 \
-io.k8s.api.core.v1.EphemeralContainer 1:ephemeralContainerCommon:m350 2:targetContainerName:s
+io.k8s.api.core.v1.EphemeralContainer 1::m350 2:targetContainerName:s
 \
 io.k8s.api.core.v1.EphemeralContainerCommon 1:name:s 2:image:s 3:command:rs 4:args:rs 5:workingDir:s 6:ports:rm378 19:envFrom:rm375 7:env:rm368 8:resources:m326 23:resizePolicy:rm367 24:restartPolicy:s 25:restartPolicyRules:rm365 9:volumeMounts:rm364 21:volumeDevices:rm363 10:livenessProbe:m360 11:readinessProbe:m360 22:startupProbe:m360 12:lifecycle:m353 13:terminationMessagePath:s 20:terminationMessagePolicy:s 14:imagePullPolicy:s 15:securityContext:m351 16:stdin:b 17:stdinOnce:b 18:tty:b
 \
@@ -728,7 +730,7 @@ io.k8s.api.core.v1.HTTPHeader 1:name:s! 2:value:s!
 \
 io.k8s.api.core.v1.ExecAction 1:command:rs
 \
-io.k8s.api.core.v1.Probe 1:handler:m361 2:initialDelaySeconds:i 3:timeoutSeconds:i 4:periodSeconds:i 5:successThreshold:i 6:failureThreshold:i 7:terminationGracePeriodSeconds:l
+io.k8s.api.core.v1.Probe 1::m361 2:initialDelaySeconds:i 3:timeoutSeconds:i 4:periodSeconds:i 5:successThreshold:i 6:failureThreshold:i 7:terminationGracePeriodSeconds:l
 \
 io.k8s.api.core.v1.ProbeHandler 1:exec:m359 2:httpGet:m357 3:tcpSocket:m356 4:grpc:m362
 \
@@ -750,9 +752,9 @@ io.k8s.api.core.v1.EnvVarSource 1:fieldRef:m374 2:resourceFieldRef:m373 3:config
 \
 io.k8s.api.core.v1.FileKeySelector 1:volumeName:s 2:path:s 3:key:s 4:optional:b
 \
-io.k8s.api.core.v1.SecretKeySelector 1:localObjectReference:m309 2:key:s! 3:optional:b
+io.k8s.api.core.v1.SecretKeySelector 1::m309 2:key:s! 3:optional:b
 \
-io.k8s.api.core.v1.ConfigMapKeySelector 1:localObjectReference:m309 2:key:s! 3:optional:b
+io.k8s.api.core.v1.ConfigMapKeySelector 1::m309 2:key:s! 3:optional:b
 \
 io.k8s.api.core.v1.ResourceFieldSelector 1:containerName:s 2:resource:s! 3:divisor:mQ
 \
@@ -760,17 +762,17 @@ io.k8s.api.core.v1.ObjectFieldSelector 1:apiVersion:s 2:fieldPath:s!
 \
 io.k8s.api.core.v1.EnvFromSource 1:prefix:s 2:configMapRef:m377 3:secretRef:m376
 \
-io.k8s.api.core.v1.SecretEnvSource 1:localObjectReference:m309 2:optional:b
+io.k8s.api.core.v1.SecretEnvSource 1::m309 2:optional:b
 \
-io.k8s.api.core.v1.ConfigMapEnvSource 1:localObjectReference:m309 2:optional:b
+io.k8s.api.core.v1.ConfigMapEnvSource 1::m309 2:optional:b
 \
 io.k8s.api.core.v1.ContainerPort 1:name:s 2:hostPort:i 3:containerPort:i! 4:protocol:s 5:hostIP:s
 \
 io.k8s.api.core.v1.Container 1:name:s! 2:image:s 3:command:rs 4:args:rs 5:workingDir:s 6:ports:rm378 19:envFrom:rm375 7:env:rm368 8:resources:m326 23:resizePolicy:rm367 24:restartPolicy:s 25:restartPolicyRules:rm365 9:volumeMounts:rm364 21:volumeDevices:rm363 10:livenessProbe:m360 11:readinessProbe:m360 22:startupProbe:m360 12:lifecycle:m353 13:terminationMessagePath:s 20:terminationMessagePolicy:s 14:imagePullPolicy:s 15:securityContext:m351 16:stdin:b 17:stdinOnce:b 18:tty:b
 \
-io.k8s.api.core.v1.Volume 1:name:s! 2:volumeSource:m381
+io.k8s.api.core.v1.Volume 1:name:s! 2::m381
 \
-io.k8s.api.core.v1.VolumeSource 1:hostPath:m81 2:emptyDir:m413 3:gcePersistentDisk:m83 4:awsElasticBlockStore:m82 5:gitRepo:m412 6:secret:m411 7:nfs:m79 8:iscsi:m410 9:glusterfs:m409 10:persistentVolumeClaim:m408 11:rbd:m407 12:flexVolume:m406 13:cinder:m405 14:cephfs:m404 15:flocker:m73 16:downwardApi:m403 17:fc:m74 18:azureFile:m402 19:configMap:m401 20:vsphereVolume:m70 21:quobyte:m69 22:azureDisk:m68 23:photonPersistentDisk:m67 26:projected:m391 24:portworxVolume:m66 25:scaleIo:m390 27:storageos:m389 28:csi:m388 29:ephemeral:m383 30:image:m382
+io.k8s.api.core.v1.VolumeSource 1:hostPath:m81 2:emptyDir:m413 3:gcePersistentDisk:m83 4:awsElasticBlockStore:m82 5:gitRepo:m412 6:secret:m411 7:nfs:m79 8:iscsi:m410 9:glusterfs:m409 10:persistentVolumeClaim:m408 11:rbd:m407 12:flexVolume:m406 13:cinder:m405 14:cephfs:m404 15:flocker:m73 16:downwardAPI:m403 17:fc:m74 18:azureFile:m402 19:configMap:m401 20:vsphereVolume:m70 21:quobyte:m69 22:azureDisk:m68 23:photonPersistentDisk:m67 26:projected:m391 24:portworxVolume:m66 25:scaleIO:m390 27:storageos:m389 28:csi:m388 29:ephemeral:m383 30:image:m382
 \
 io.k8s.api.core.v1.ImageVolumeSource 1:reference:s 2:pullPolicy:s
 \
@@ -800,7 +802,7 @@ io.k8s.api.core.v1.ClusterTrustBundleProjection 1:name:s 2:signerName:s 3:labelS
 \
 io.k8s.api.core.v1.ServiceAccountTokenProjection 1:audience:s 2:expirationSeconds:l 3:path:s!
 \
-io.k8s.api.core.v1.ConfigMapProjection 1:localObjectReference:m309 2:items:rm397 4:optional:b
+io.k8s.api.core.v1.ConfigMapProjection 1::m309 2:items:rm397 4:optional:b
 \
 io.k8s.api.core.v1.KeyToPath 1:key:s! 2:path:s! 3:mode:i
 \
@@ -808,9 +810,9 @@ io.k8s.api.core.v1.DownwardAPIProjection 1:items:rm399
 \
 io.k8s.api.core.v1.DownwardAPIVolumeFile 1:path:s! 2:fieldRef:m374 3:resourceFieldRef:m373 4:mode:i
 \
-io.k8s.api.core.v1.SecretProjection 1:localObjectReference:m309 2:items:rm397 4:optional:b
+io.k8s.api.core.v1.SecretProjection 1::m309 2:items:rm397 4:optional:b
 \
-io.k8s.api.core.v1.ConfigMapVolumeSource 1:localObjectReference:m309 2:items:rm397 3:defaultMode:i 4:optional:b
+io.k8s.api.core.v1.ConfigMapVolumeSource 1::m309 2:items:rm397 3:defaultMode:i 4:optional:b
 \
 io.k8s.api.core.v1.AzureFileVolumeSource 1:secretName:s! 2:shareName:s! 3:readOnly:b
 \
@@ -1268,9 +1270,9 @@ io.k8s.api.admissionregistration.v1beta1.Validation 1:expression:s! 2:message:s 
 \
 io.k8s.api.admissionregistration.v1beta1.MatchResources 1:namespaceSelector:m90 2:objectSelector:m90 3:resourceRules:rm630 4:excludeResourceRules:rm630 7:matchPolicy:s
 \
-io.k8s.api.admissionregistration.v1beta1.NamedRuleWithOperations 1:resourceNames:rs 2:ruleWithOperations:m631
+io.k8s.api.admissionregistration.v1beta1.NamedRuleWithOperations 1:resourceNames:rs 2::m631
 \
-io.k8s.api.admissionregistration.v1.RuleWithOperations 1:operations:rs 2:rule:m632
+io.k8s.api.admissionregistration.v1.RuleWithOperations 1:operations:rs 2::m632
 \
 io.k8s.api.admissionregistration.v1.Rule 1:apiGroups:rs 2:apiVersions:rs 3:resources:rs 4:scope:s
 \
@@ -1302,7 +1304,7 @@ io.k8s.api.admissionregistration.v1alpha1.Variable 1:name:s! 2:expression:s!
 \
 io.k8s.api.admissionregistration.v1alpha1.MatchResources 1:namespaceSelector:m90 2:objectSelector:m90 3:resourceRules:rm647 4:excludeResourceRules:rm647 7:matchPolicy:s
 \
-io.k8s.api.admissionregistration.v1alpha1.NamedRuleWithOperations 1:resourceNames:rs 2:ruleWithOperations:m631
+io.k8s.api.admissionregistration.v1alpha1.NamedRuleWithOperations 1:resourceNames:rs 2::m631
 \
 io.k8s.api.admissionregistration.v1alpha1.ParamKind 1:apiVersion:s 2:kind:s
 \
@@ -1346,7 +1348,7 @@ io.k8s.api.admissionregistration.v1.Validation 1:expression:s! 2:message:s 3:rea
 \
 io.k8s.api.admissionregistration.v1.MatchResources 1:namespaceSelector:m90 2:objectSelector:m90 3:resourceRules:rm669 4:excludeResourceRules:rm669 7:matchPolicy:s
 \
-io.k8s.api.admissionregistration.v1.NamedRuleWithOperations 1:resourceNames:rs 2:ruleWithOperations:m631
+io.k8s.api.admissionregistration.v1.NamedRuleWithOperations 1:resourceNames:rs 2::m631
 \
 io.k8s.api.admissionregistration.v1.ParamKind 1:apiVersion:s 2:kind:s
 \
