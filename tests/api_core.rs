@@ -2061,3 +2061,80 @@ async fn protobuf_admission_policy_rules_flatten_two_levels() -> Result<()> {
     }
     Ok(())
 }
+
+/// A JSON body that repeats a key (the last value wins in a parser):
+/// Strict refuses it with upstream's `duplicate field` message and stores
+/// nothing, Warn (the default) stores it and warns, Ignore says nothing
+/// (the check sits before the per-type one, for every resource).
+#[test]
+fn duplicate_fields_follow_field_validation() -> Result<()> {
+    for (engine, s) in servers_for("duplicate_fields_follow_field_validation")? {
+        s.create_workspace("acme")?;
+        let base = "/clusters/acme/api/v1/namespaces/default/configmaps";
+        let json = [("Content-Type", "application/json")];
+        let body = |name: &str| {
+            format!(r#"{{"metadata":{{"name":"{name}"}},"data":{{"a":"1"}},"data":{{"b":"2"}}}}"#)
+        };
+        // Strict: 400, nothing stored.
+        let r = s.request(
+            "POST",
+            &format!("{base}?fieldValidation=Strict"),
+            &json,
+            Some(body("strict").as_bytes()),
+        )?;
+        ensure!(
+            r.status == 400
+                && r.text()
+                    .contains(r#"strict decoding error: duplicate field \"data\""#),
+            "{engine}: strict: {} {}",
+            r.status,
+            r.text()
+        );
+        let r = s.request("GET", &format!("{base}/strict"), &[], None)?;
+        ensure!(
+            r.status == 404,
+            "{engine}: a refused create stored something"
+        );
+        // Warn (the default): created with the last value, and a warning.
+        let r = s.request("POST", base, &json, Some(body("warned").as_bytes()))?;
+        let warning = r.header("warning").unwrap_or_default().to_owned();
+        ensure!(
+            r.status == 201 && warning.contains(r#"duplicate field \"data\""#),
+            "{engine}: warn: {} {warning:?} {}",
+            r.status,
+            r.text()
+        );
+        let stored: Value = serde_json::from_slice(&r.body)?;
+        ensure!(stored["data"] == json!({"b": "2"}), "{engine}: {stored}");
+        // Ignore: created, no warning.
+        let r = s.request(
+            "POST",
+            &format!("{base}?fieldValidation=Ignore"),
+            &json,
+            Some(body("ignored").as_bytes()),
+        )?;
+        ensure!(
+            r.status == 201 && r.header("warning").is_none(),
+            "{engine}: ignore: {} {:?}",
+            r.status,
+            r.header("warning")
+        );
+        // An update (PUT) is checked the same way, at any depth.
+        let put = br#"{"metadata":{"name":"warned","labels":{"x":"1","x":"2"}},"data":{"b":"3"}}"#;
+        let r = s.request(
+            "PUT",
+            &format!("{base}/warned?fieldValidation=Strict"),
+            &json,
+            Some(put),
+        )?;
+        ensure!(
+            r.status == 400
+                && r.text()
+                    .contains(r#"duplicate field \"metadata.labels.x\""#),
+            "{engine}: strict update: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+    Ok(())
+}

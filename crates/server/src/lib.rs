@@ -24,6 +24,7 @@ mod auth_api;
 mod authz;
 mod body;
 mod discovery;
+mod duplicate_fields;
 pub mod error;
 mod gate;
 mod negotiate;

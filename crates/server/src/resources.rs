@@ -405,7 +405,8 @@ pub async fn handle(
             let bytes = body::read(headers, body).await?;
             let mut obj = as_object(body::decode_object(headers, &bytes)?)?;
             let wopts = query.write_options(headers)?;
-            let mut warnings = rs.check_fields(&mut obj, wopts.field_validation)?;
+            let mut warnings = duplicate_fields(&bytes, wopts.field_validation)?;
+            warnings.extend(rs.check_fields(&mut obj, wopts.field_validation)?);
             let reserved = app
                 .quota
                 .reserve_create(&app.registry, &ws, &rs, &cluster, &obj)
@@ -438,11 +439,10 @@ pub async fn handle(
                     .await?;
                 return Ok(render.respond(StatusCode::OK, &render.object(Value::Object(o)), false));
             }
-            let mut warnings = if sub == Some("scale") {
-                Vec::new()
-            } else {
-                rs.check_fields(&mut obj, wopts.field_validation)?
-            };
+            let mut warnings = duplicate_fields(&bytes, wopts.field_validation)?;
+            if sub != Some("scale") {
+                warnings.extend(rs.check_fields(&mut obj, wopts.field_validation)?);
+            }
             let (o, created) = app
                 .registry
                 .update(&rs, &cluster, namespace, name, obj, sub_kind(sub), &wopts)
@@ -663,6 +663,27 @@ fn watch_body(
         HeaderValue::from_static("no-cache, private"),
     );
     resp
+}
+
+/// Repeated keys in a JSON body, as field validation treats them: Strict
+/// refuses the request (400), Warn returns the warnings, Ignore skips the
+/// check.
+fn duplicate_fields(bytes: &[u8], mode: FieldValidation) -> Result<Vec<String>, ApiError> {
+    if mode == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let found = crate::duplicate_fields::find(bytes);
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let messages = crate::duplicate_fields::messages(&found);
+    if mode == FieldValidation::Strict {
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            messages.join(", ")
+        )));
+    }
+    Ok(messages)
 }
 
 /// Adds `Warning: 299 - "<text>"` headers.
