@@ -102,45 +102,63 @@ impl Server {
     }
 
     fn launch(engine: Engine, tls: bool, extra: &[&str]) -> Result<Server> {
-        let data = tempfile::tempdir()?;
-        let port = storage::testing::free_port()?;
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--data-dir".into(),
-            data.path().display().to_string(),
-        ];
-        if !tls {
-            args.push("--insecure-http".into());
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let etcd = match engine {
+        let mut etcd = match engine {
             Engine::Embedded => None,
-            Engine::Etcd(etcd) => {
+            Engine::Etcd(etcd) => Some(etcd),
+        };
+        // The key root stays the same across attempts (one etcd, one test).
+        let root = storage::testing::unique_root("e2e")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let data = tempfile::tempdir()?;
+            let port = storage::testing::free_port()?;
+            let mut args: Vec<String> = vec![
+                "serve".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--data-dir".into(),
+                data.path().display().to_string(),
+            ];
+            if !tls {
+                args.push("--insecure-http".into());
+            }
+            args.extend(extra.iter().map(|s| s.to_string()));
+            if let Some(etcd) = &etcd {
                 args.extend([
                     "--etcd-endpoints".into(),
                     etcd.endpoint().to_string(),
                     "--storage-root".into(),
-                    // The config wants no trailing slash.
-                    storage::testing::unique_root("e2e")
-                        .trim_end_matches('/')
-                        .to_owned(),
+                    root.clone(),
                 ]);
-                Some(etcd)
             }
-        };
-        let child = spawn_wsgate(&args)?;
-        let mut server = Server {
-            child,
-            port,
-            _data: data,
-            _etcd: etcd,
-            tls: None,
-            args,
-        };
-        server.wait_ready(Duration::from_secs(30), tls)?;
-        Ok(server)
+            let child = spawn_wsgate(&args)?;
+            let mut server = Server {
+                child,
+                port,
+                _data: data,
+                _etcd: etcd.take(),
+                tls: None,
+                args,
+            };
+            match server.wait_ready(Duration::from_secs(30), tls) {
+                Ok(()) => return Ok(server),
+                // The free port was taken by another test's process before
+                // wsgate bound it (it exited, and something else answers
+                // there): start again on a fresh port.
+                Err(e)
+                    if attempt < 4
+                        && server.child.try_wait()?.is_some()
+                        && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() =>
+                {
+                    eprintln!("wsgate could not bind 127.0.0.1:{port} ({e}); retrying");
+                    etcd = server._etcd.take();
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The data directory (`pki/`, `admin.kubeconfig`, the embedded store).

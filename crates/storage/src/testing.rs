@@ -45,22 +45,34 @@ impl EtcdProcess {
     /// Starts a single-member etcd on free loopback ports and waits until it
     /// answers.
     pub fn start() -> std::io::Result<Self> {
-        let mut p = EtcdProcess::unstarted()?;
-        p.member.initial_cluster = format!("{}={}", p.member.name, p.member.peer_url);
-        p.member.cluster_token = p.member.name.clone();
-        p.spawn()?;
-        Ok(p)
+        Self::start_single(None)
     }
 
     /// Starts a single-member etcd serving clients over TLS.
     pub fn start_tls(tls: ServerTls) -> std::io::Result<Self> {
-        let mut p = EtcdProcess::unstarted()?;
-        p.client_url = p.client_url.replace("http://", "https://");
-        p.member.tls = Some(tls);
-        p.member.initial_cluster = format!("{}={}", p.member.name, p.member.peer_url);
-        p.member.cluster_token = p.member.name.clone();
-        p.spawn()?;
-        Ok(p)
+        Self::start_single(Some(tls))
+    }
+
+    /// A port found free can be taken by another test (a server, another
+    /// etcd) before etcd binds it; etcd then exits at once. Such a start is
+    /// retried on fresh ports.
+    fn start_single(tls: Option<ServerTls>) -> std::io::Result<Self> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut p = EtcdProcess::unstarted()?;
+            if tls.is_some() {
+                p.client_url = p.client_url.replace("http://", "https://");
+            }
+            p.member.tls = tls.clone();
+            p.member.initial_cluster = format!("{}={}", p.member.name, p.member.peer_url);
+            p.member.cluster_token = p.member.name.clone();
+            match p.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < 4 => continue,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(p),
+            }
+        }
     }
 
     /// A member on free ports, not yet running.
@@ -83,7 +95,42 @@ impl EtcdProcess {
 
     fn spawn(&mut self) -> std::io::Result<()> {
         self.launch()?;
-        wait_for_port(&self.client_url, Duration::from_secs(20))
+        self.wait_listening(Duration::from_secs(60))
+    }
+
+    /// Waits until the client port answers while the process runs; a
+    /// process that exited first most likely found its port taken
+    /// (`AddrInUse`, which [`EtcdProcess::start`] retries).
+    fn wait_listening(&mut self, timeout: Duration) -> std::io::Result<()> {
+        let addr = self
+            .client_url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_owned();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let exited = match self.child.as_mut() {
+                Some(c) => c.try_wait()?,
+                None => None,
+            };
+            if let Some(status) = exited {
+                self.child = None;
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("etcd exited ({status}) before listening on {addr}: a port was taken"),
+                ));
+            }
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("etcd did not listen on {addr} within {timeout:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Starts the process without waiting for it: cluster members must all
@@ -211,7 +258,7 @@ impl EtcdCluster {
             m.launch()?;
         }
         for m in &members {
-            wait_for_port(&m.client_url, Duration::from_secs(20))?;
+            wait_for_port(&m.client_url, Duration::from_secs(60))?;
         }
         Ok(EtcdCluster { members })
     }
