@@ -149,6 +149,10 @@ fn quota(s: &Server, engine: &str) -> Result<()> {
     )?;
     expect_status(&r, 403, "Forbidden")?;
 
+    // A create by PUT or by server-side apply takes a place like a POST,
+    // while updates of existing objects go on in a full workspace.
+    creates_by_put_and_apply_count(s, engine)?;
+
     // The override: "roomy" holds ROOMY_QUOTA objects.
     let (roomy, refused) = fill(s, "roomy", ROOMY_QUOTA)?;
     ensure!(
@@ -164,6 +168,83 @@ fn quota(s: &Server, engine: &str) -> Result<()> {
             .contains(&format!("workspace roomy: limit {ROOMY_QUOTA}")),
         "[{engine}] {v}"
     );
+    Ok(())
+}
+
+/// `acme` is full: PUT and apply of a new object are refused with the
+/// quota message (no object appears), PUT and apply of an existing one
+/// succeed, and a dry-run create is refused too.
+fn creates_by_put_and_apply_count(s: &Server, engine: &str) -> Result<()> {
+    let base = "/clusters/acme/api/v1/namespaces/default/configmaps";
+    let apply = |name: &str, value: &str| {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name}, "data": {"k": value}});
+        s.request(
+            "PATCH",
+            &format!("{base}/{name}?fieldManager=quota-test&force=true"),
+            &[("Content-Type", "application/apply-patch+yaml")],
+            Some(body.to_string().as_bytes()),
+        )
+    };
+    let put = |name: &str, value: &str| {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name}, "data": {"k": value}});
+        s.request(
+            "PUT",
+            &format!("{base}/{name}"),
+            &[("Content-Type", "application/json")],
+            Some(body.to_string().as_bytes()),
+        )
+    };
+    // ConfigMaps are not created by PUT (upstream's AllowCreateOnUpdate is
+    // false for them); Leases are.
+    let leases = "/clusters/acme/apis/coordination.k8s.io/v1/namespaces/default/leases";
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "by-put"}, "spec": {"holderIdentity": "a"}});
+    let put_lease = s.request(
+        "PUT",
+        &format!("{leases}/by-put"),
+        &[("Content-Type", "application/json")],
+        Some(lease.to_string().as_bytes()),
+    )?;
+    for (how, r) in [("PUT", put_lease), ("apply", apply("by-apply", "v")?)] {
+        let v = expect_status(&r, 403, "Forbidden")
+            .with_context(|| format!("[{engine}] create by {how} in a full workspace"))?;
+        ensure!(
+            v["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("exceeded quota: objects in workspace acme"),
+            "[{engine}] {how}: {v}"
+        );
+    }
+    for path in [format!("{leases}/by-put"), format!("{base}/by-apply")] {
+        let r = s.request("GET", &path, &[], None)?;
+        ensure!(
+            r.status == 404,
+            "[{engine}] a refused create left {path}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+    let r = s.request(
+        "PATCH",
+        &format!("{base}/by-apply-dry?fieldManager=quota-test&dryRun=All"),
+        &[("Content-Type", "application/apply-patch+yaml")],
+        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"by-apply-dry"}}"#),
+    )?;
+    expect_status(&r, 403, "Forbidden").with_context(|| format!("[{engine}] dry-run apply"))?;
+    for (how, r) in [
+        ("PUT", put("cm-1", "updated")?),
+        ("apply", apply("cm-2", "applied")?),
+    ] {
+        ensure!(
+            r.status == 200 && json_of(&r)["data"]["k"] != "v",
+            "[{engine}] {how} of an existing object in a full workspace: {} {}",
+            r.status,
+            r.text()
+        );
+    }
     Ok(())
 }
 

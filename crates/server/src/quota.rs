@@ -11,7 +11,10 @@
 //! namespace purges), so it is recounted every [`RECOUNT_AFTER`], and always
 //! before a create is refused: a stale count can let a few objects past the
 //! limit, but never refuses one wrongly. A create reserves its place first,
-//! so concurrent creates at the limit do not all slip through.
+//! so concurrent creates at the limit do not all slip through; a PUT or a
+//! server-side apply that finds no object is a create too
+//! ([`ObjectQuota::reserve_if_absent`]), while updates of existing objects
+//! are never refused.
 //!
 //! A count costs no storage request for most prefixes (keys are laid out
 //! resource first, so a workspace's objects are one range per prefix, and
@@ -156,6 +159,44 @@ impl ObjectQuota {
             .and_then(serde_json::Value::as_str)
             .unwrap_or("");
         self.reserve(registry, rs, path, cluster, name).await
+    }
+
+    /// Whether creates in `ws` are counted against a quota at all.
+    pub fn enforced(&self, ws: &WorkspaceRef) -> bool {
+        matches!(ws, WorkspaceRef::Path(p) if self.limits.object_quota(p) > 0)
+    }
+
+    /// [`Self::reserve`] for a PUT or an apply that would create `name`:
+    /// `None` when the object exists (an update takes no place, and a full
+    /// workspace must still accept updates). Existence is read like a GET
+    /// with `resourceVersion=0` (the watch cache when it runs): an object
+    /// created meanwhile only gives the place back when the write turns out
+    /// to be an update; one deleted meanwhile is counted afterwards
+    /// ([`Self::created_unreserved`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reserve_if_absent(
+        &self,
+        registry: &Registry,
+        ws: &WorkspaceRef,
+        rs: &ResourceStore,
+        cluster: &ClusterId,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Reservation>, ApiError> {
+        let WorkspaceRef::Path(path) = ws else {
+            return Ok(None);
+        };
+        if !self.enforced(ws) {
+            return Ok(None);
+        }
+        match rs.get_from(cluster, namespace, name, ReadFrom::Any).await {
+            Ok(_) => Ok(None),
+            Err(e) if e.code() == 404 => self
+                .reserve(registry, rs, path, cluster, name)
+                .await
+                .map(Some),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reserves a place for one object of `rs` named `name` in `cluster`

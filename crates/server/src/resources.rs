@@ -15,7 +15,7 @@ use registry::options::{
 };
 use registry::resource::ResourceDescriptor;
 use registry::schema::FieldValidation;
-use registry::store::{ResourceStore, Subresource};
+use registry::store::{PatchKind, ResourceStore, Subresource};
 use registry::table::{IncludeObject, table_for_columns, to_table};
 use registry::watch::WatchEvent;
 use serde_json::{Map, Value, json};
@@ -260,6 +260,20 @@ fn sub_kind(sub: Option<&str>) -> Subresource {
     }
 }
 
+/// Counts an object a PUT or an apply created: its reservation when it
+/// took one, else (the object was deleted between the check and the
+/// write, or the quota is off) the counter directly.
+fn counted_create(
+    app: &AppState,
+    cluster: &ClusterId,
+    reserved: Option<crate::quota::Reservation>,
+) {
+    match reserved {
+        Some(r) => r.created(),
+        None => app.quota.created_unreserved(cluster),
+    }
+}
+
 fn as_object(v: Value) -> Result<Map<String, Value>, ApiError> {
     match v {
         Value::Object(m) => Ok(m),
@@ -443,12 +457,21 @@ pub async fn handle(
             if sub != Some("scale") {
                 warnings.extend(rs.check_fields(&mut obj, wopts.field_validation)?);
             }
+            // A PUT that finds no object creates it (where the type allows):
+            // that create takes a quota place like a POST.
+            let reserved = if sub.is_none() && rs.descriptor.allow_create_on_update {
+                app.quota
+                    .reserve_if_absent(&app.registry, &ws, &rs, &cluster, namespace, name)
+                    .await?
+            } else {
+                None
+            };
             let (o, created) = app
                 .registry
                 .update(&rs, &cluster, namespace, name, obj, sub_kind(sub), &wopts)
                 .await?;
             if created && !wopts.dry_run {
-                app.quota.created_unreserved(&cluster);
+                counted_create(app, &cluster, reserved);
             }
             let o = if sub == Some("scale") {
                 rs.scale_of(&o)?
@@ -470,6 +493,15 @@ pub async fn handle(
             let bytes = body::read(headers, body).await?;
             let (kind, patch) = body::decode_patch(headers, &bytes)?;
             let wopts = query.write_options(headers)?;
+            // An apply that finds no object creates it: a quota place, as
+            // for a POST (kubectl apply --server-side and helm create so).
+            let reserved = if sub.is_none() && kind == PatchKind::Apply {
+                app.quota
+                    .reserve_if_absent(&app.registry, &ws, &rs, &cluster, namespace, name)
+                    .await?
+            } else {
+                None
+            };
             let (o, created) = app
                 .registry
                 .patch(
@@ -484,7 +516,7 @@ pub async fn handle(
                 )
                 .await?;
             if created && !wopts.dry_run {
-                app.quota.created_unreserved(&cluster);
+                counted_create(app, &cluster, reserved);
             }
             let o = if sub == Some("scale") {
                 rs.scale_of(&o)?
