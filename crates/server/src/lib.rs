@@ -2,9 +2,10 @@
 //!
 //! One fallback handler receives every request: [`RequestInfo`] parses the
 //! path once; the [`gate`] authenticates the bearer token, picks and checks
-//! the workspace (scope first, then resolution) and authorizes with the
-//! workspace's RBAC; fair admission and watch limits apply; then the
-//! target's handler answers. Every error is an [`error::ApiError`], the only
+//! the workspace (scope first, then resolution); fair admission takes a
+//! seat (or answers 429); the request is authorized with the workspace's
+//! RBAC (after admission, as in upstream's filter chain); watch limits
+//! apply; then the target's handler answers. Every error is an [`error::ApiError`], the only
 //! writer of `Status` bodies. [`serve::serve`] builds all of it.
 
 pub mod audit;
@@ -330,7 +331,6 @@ async fn serve_request(
     if let Some(sa) = &user.service_account {
         check_service_account(app, &at.cluster, sa).await?;
     }
-    let policy = gate::authorize(app, &user, &at, &info.target, uri.path()).await?;
     let ws_key = seen
         .labels
         .workspace
@@ -354,6 +354,10 @@ async fn serve_request(
             ApiError(r.to_api_error())
         })?)
     };
+    // Authorized after admission, as upstream's filter chain does: a
+    // refused request costs no RBAC evaluation, so a noisy workspace's
+    // 429s take less from the others.
+    let policy = gate::authorize(app, &user, &at, &info.target, uri.path()).await?;
     let api = app.registry.api_set(&at.cluster);
     match info.target {
         Target::Version | Target::Health(_) => Err(ApiError::not_found()),
