@@ -1025,6 +1025,7 @@ impl ResourceStore {
             let n = kvs.len();
             for (i, kv) in kvs.iter().enumerate() {
                 after = Some(kv.key.to_vec());
+                yield_while_filtering(filter).await;
                 if let Some(item) = self.admit(kv, filter)? {
                     items.push((kv.key.to_vec(), item));
                     if limit > 0 && items.len() == limit {
@@ -1106,6 +1107,7 @@ impl ResourceStore {
             let n = resp.kvs.len();
             for (i, kv) in resp.kvs.iter().enumerate() {
                 last_key = Some(kv.key.clone());
+                yield_while_filtering(filter).await;
                 if let Some(item) = self.admit(kv, filter)? {
                     items.push((kv.key.to_vec(), item));
                     if limit > 0 && items.len() == limit {
@@ -2007,6 +2009,17 @@ impl ResourceStore {
             Ok(_) | Err(storage::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(status::interpret_delete_error(e, self.qr(), name)),
         }
+    }
+}
+
+/// A filtered list decodes every object it examines (microseconds each), so
+/// a list over thousands of objects would hold its runtime worker for
+/// milliseconds without a pause, and a quiet workspace's request waiting on
+/// that worker would wait as long. Consuming the task's cooperative budget
+/// per object makes the scan yield every ~128 objects.
+async fn yield_while_filtering(filter: &Filter) {
+    if !filter.is_empty() {
+        tokio::task::consume_budget().await;
     }
 }
 
