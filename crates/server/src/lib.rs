@@ -143,7 +143,9 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics_endpoint))
         .fallback(handle)
-        .with_state(state)
+        // One Arc per request instead of a clone of every field (a dozen
+        // Arcs and a watch receiver: 5% of a GET's server time in a profile).
+        .with_state(Arc::new(state))
 }
 
 /// What the handler learned about a request, for metrics labels, the log
@@ -196,7 +198,7 @@ fn labels_of(info: &RequestInfo) -> (RequestLabels, Option<ObjectRef>) {
 
 #[allow(clippy::too_many_arguments)]
 async fn handle(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     request_id: Option<axum::Extension<RequestId>>,
     peer: Option<axum::Extension<tls::Peer>>,
     info: RequestInfo,
@@ -624,7 +626,7 @@ async fn health(app: &AppState, name: &str, query: Option<&str>) -> Response {
 /// `/metrics`: authenticated, and RBAC `get` on the non-resource URL
 /// `/metrics` in root (system:masters always), like kube-apiserver.
 async fn metrics_endpoint(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     peer: Option<axum::Extension<tls::Peer>>,
     headers: HeaderMap,
 ) -> Response {
