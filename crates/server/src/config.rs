@@ -392,7 +392,7 @@ pub struct FairnessSection {
     pub max_in_flight: u32,
     /// Writes (and other non-read requests) one workspace may have in
     /// flight at once. 0 (the default) derives it from the engine: on the
-    /// embedded engine a write is CPU work (its commits are grouped), so 4 x
+    /// embedded engine a write is CPU work (its commits are grouped), so 2 x
     /// cores, and a workspace flooding writes cannot take the CPU from the
     /// others; on etcd a write waits on etcd's disk, so 150.
     pub workspace_max_in_flight: u32,
@@ -421,7 +421,7 @@ impl FairnessSection {
     /// value, or derived (see [`FairnessSection::workspace_max_in_flight`]).
     pub fn write_share(&self, engine: Engine) -> u32 {
         match (self.workspace_max_in_flight, engine) {
-            (0, Engine::Embedded) => cores().saturating_mul(4),
+            (0, Engine::Embedded) => cores().saturating_mul(2),
             (0, Engine::Etcd) => 150,
             (n, _) => n,
         }
