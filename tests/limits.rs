@@ -176,24 +176,32 @@ fn quota(s: &Server, engine: &str) -> Result<()> {
 /// succeed, and a dry-run create is refused too.
 fn creates_by_put_and_apply_count(s: &Server, engine: &str) -> Result<()> {
     let base = "/clusters/acme/api/v1/namespaces/default/configmaps";
-    let apply = |name: &str, value: &str| {
-        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name}, "data": {"k": value}});
+    let send = |method: &str, path: &str, content_type: &str, body: &Value| {
         s.request(
-            "PATCH",
-            &format!("{base}/{name}?fieldManager=quota-test&force=true"),
-            &[("Content-Type", "application/apply-patch+yaml")],
+            method,
+            path,
+            &[("Content-Type", content_type)],
             Some(body.to_string().as_bytes()),
         )
     };
+    let configmap = |name: &str, value: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name}, "data": {"k": value}})
+    };
+    let apply = |name: &str, value: &str| {
+        send(
+            "PATCH",
+            &format!("{base}/{name}?fieldManager=quota-test&force=true"),
+            "application/apply-patch+yaml",
+            &configmap(name, value),
+        )
+    };
     let put = |name: &str, value: &str| {
-        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name}, "data": {"k": value}});
-        s.request(
+        send(
             "PUT",
             &format!("{base}/{name}"),
-            &[("Content-Type", "application/json")],
-            Some(body.to_string().as_bytes()),
+            "application/json",
+            &configmap(name, value),
         )
     };
     // ConfigMaps are not created by PUT (upstream's AllowCreateOnUpdate is
@@ -201,11 +209,11 @@ fn creates_by_put_and_apply_count(s: &Server, engine: &str) -> Result<()> {
     let leases = "/clusters/acme/apis/coordination.k8s.io/v1/namespaces/default/leases";
     let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": "by-put"}, "spec": {"holderIdentity": "a"}});
-    let put_lease = s.request(
+    let put_lease = send(
         "PUT",
         &format!("{leases}/by-put"),
-        &[("Content-Type", "application/json")],
-        Some(lease.to_string().as_bytes()),
+        "application/json",
+        &lease,
     )?;
     for (how, r) in [("PUT", put_lease), ("apply", apply("by-apply", "v")?)] {
         let v = expect_status(&r, 403, "Forbidden")
@@ -227,11 +235,11 @@ fn creates_by_put_and_apply_count(s: &Server, engine: &str) -> Result<()> {
             r.text()
         );
     }
-    let r = s.request(
+    let r = send(
         "PATCH",
         &format!("{base}/by-apply-dry?fieldManager=quota-test&dryRun=All"),
-        &[("Content-Type", "application/apply-patch+yaml")],
-        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"by-apply-dry"}}"#),
+        "application/apply-patch+yaml",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "by-apply-dry"}}),
     )?;
     expect_status(&r, 403, "Forbidden").with_context(|| format!("[{engine}] dry-run apply"))?;
     for (how, r) in [

@@ -161,11 +161,6 @@ impl ObjectQuota {
         self.reserve(registry, rs, path, cluster, name).await
     }
 
-    /// Whether creates in `ws` are counted against a quota at all.
-    pub fn enforced(&self, ws: &WorkspaceRef) -> bool {
-        matches!(ws, WorkspaceRef::Path(p) if self.limits.object_quota(p) > 0)
-    }
-
     /// [`Self::reserve`] for a PUT or an apply that would create `name`:
     /// `None` when the object exists (an update takes no place, and a full
     /// workspace must still accept updates). Existence is read like a GET
@@ -186,7 +181,7 @@ impl ObjectQuota {
         let WorkspaceRef::Path(path) = ws else {
             return Ok(None);
         };
-        if !self.enforced(ws) {
+        if self.limits.object_quota(path) == 0 {
             return Ok(None);
         }
         match rs.get_from(cluster, namespace, name, ReadFrom::Any).await {

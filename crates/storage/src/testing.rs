@@ -102,35 +102,25 @@ impl EtcdProcess {
     /// process that exited first most likely found its port taken
     /// (`AddrInUse`, which [`EtcdProcess::start`] retries).
     fn wait_listening(&mut self, timeout: Duration) -> std::io::Result<()> {
-        let addr = self
-            .client_url
-            .trim_start_matches("http://")
-            .trim_start_matches("https://")
-            .to_owned();
-        let deadline = Instant::now() + timeout;
-        loop {
+        let url = self.client_url.clone();
+        wait_for_port(&url, timeout, || {
             let exited = match self.child.as_mut() {
                 Some(c) => c.try_wait()?,
                 None => None,
             };
-            if let Some(status) = exited {
-                self.child = None;
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    format!("etcd exited ({status}) before listening on {addr}: a port was taken"),
-                ));
+            match exited {
+                Some(status) => {
+                    self.child = None;
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        format!(
+                            "etcd exited ({status}) before listening on {url}: a port was taken"
+                        ),
+                    ))
+                }
+                None => Ok(()),
             }
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("etcd did not listen on {addr} within {timeout:?}"),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     /// Starts the process without waiting for it: cluster members must all
@@ -258,7 +248,7 @@ impl EtcdCluster {
             m.launch()?;
         }
         for m in &members {
-            wait_for_port(&m.client_url, Duration::from_secs(60))?;
+            wait_for_port(&m.client_url, Duration::from_secs(60), || Ok(()))?;
         }
         Ok(EtcdCluster { members })
     }
@@ -381,12 +371,19 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn wait_for_port(url: &str, timeout: Duration) -> std::io::Result<()> {
+/// Waits until `url`'s port accepts connections; `running` is asked first
+/// on every round and ends the wait with its error (a process that exited).
+fn wait_for_port(
+    url: &str,
+    timeout: Duration,
+    mut running: impl FnMut() -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let addr = url
         .trim_start_matches("http://")
         .trim_start_matches("https://");
     let deadline = Instant::now() + timeout;
     loop {
+        running()?;
         if std::net::TcpStream::connect(addr).is_ok() {
             return Ok(());
         }
