@@ -2,6 +2,10 @@
 
 mod cli;
 
+// jemalloc, not glibc malloc: see the note on the dependency (Cargo.toml).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
