@@ -1,6 +1,8 @@
 //! A lean HTTP/1.1 client on hyper 1: one keep-alive connection per
 //! [`Conn`], reconnecting after a failure; [`Pool`] shares N of them among
 //! open-loop senders; [`WatchStream`] reads a watch response line by line.
+//! [`H2Conn`] multiplexes watches on one HTTP/2 connection (prior
+//! knowledge, as client-go does over TLS after ALPN).
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -10,9 +12,10 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http2;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::Semaphore;
 
 /// Where the server is: `http://host:port` resolved once.
@@ -63,6 +66,22 @@ impl Endpoint {
         tokio::spawn(async move {
             // The connection ends when the server closes it or the sender
             // is dropped; the next request then sees the failure.
+            let _ = conn.await;
+        });
+        Ok(send)
+    }
+
+    /// One HTTP/2 connection without TLS (h2c with prior knowledge, which
+    /// the server's listener detects from the connection preface).
+    async fn handshake_h2(&self) -> anyhow::Result<http2::SendRequest<Full<Bytes>>> {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .with_context(|| format!("connecting to {}", self.addr))?;
+        tcp.set_nodelay(true)?;
+        let (send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .context("HTTP/2 handshake")?;
+        tokio::spawn(async move {
             let _ = conn.await;
         });
         Ok(send)
@@ -194,10 +213,61 @@ impl Conn {
             WatchStream {
                 body: resp.into_body(),
                 buf: BytesMut::new(),
-                _conn: self,
+                _conn: Held::H1 { _conn: self },
             },
         ))
     }
+}
+
+/// One HTTP/2 connection carrying many streaming GETs (watches).
+#[derive(Clone)]
+pub struct H2Conn {
+    endpoint: Endpoint,
+    send: http2::SendRequest<Full<Bytes>>,
+}
+
+impl H2Conn {
+    pub async fn connect(endpoint: &Endpoint) -> anyhow::Result<H2Conn> {
+        Ok(H2Conn {
+            endpoint: endpoint.clone(),
+            send: endpoint.handshake_h2().await?,
+        })
+    }
+
+    /// Starts a streaming GET on a new stream of this connection.
+    pub async fn stream(&self, path: &str) -> anyhow::Result<(StatusCode, WatchStream)> {
+        // HTTP/2 carries scheme and authority as pseudo-headers: an
+        // absolute URI, not a Host header.
+        let uri = format!("http://{}{path}", self.endpoint.addr);
+        let mut request = self
+            .endpoint
+            .request(Method::GET, &uri, None, Bytes::new())?;
+        request.headers_mut().remove(header::HOST);
+        let mut send = self.send.clone();
+        send.ready().await.context("HTTP/2 connection not ready")?;
+        let resp = send.send_request(request).await?;
+        let status = resp.status();
+        Ok((
+            status,
+            WatchStream {
+                body: resp.into_body(),
+                buf: BytesMut::new(),
+                _conn: Held::H2 {
+                    _send: self.send.clone(),
+                },
+            },
+        ))
+    }
+}
+
+/// What keeps a watch's connection open while its stream is read.
+enum Held {
+    H1 {
+        _conn: Conn,
+    },
+    H2 {
+        _send: http2::SendRequest<Full<Bytes>>,
+    },
 }
 
 /// N connections shared by tasks that send on their own schedule.
@@ -248,7 +318,7 @@ impl Pool {
 pub struct WatchStream {
     body: Incoming,
     buf: BytesMut,
-    _conn: Conn,
+    _conn: Held,
 }
 
 impl WatchStream {

@@ -66,6 +66,8 @@ impl Row {
 pub struct WatchMemory {
     pub target: String,
     pub watches: usize,
+    /// `HTTP/1.1` (a connection per watch) or `HTTP/2, N per connection`.
+    pub transport: String,
     pub rss_before_mib: f64,
     /// After one LIST in each workspace, before the watches.
     pub rss_workspaces_listed_mib: f64,
@@ -154,9 +156,10 @@ impl Report {
         for m in &self.memory {
             let _ = writeln!(
                 out,
-                "server RSS ({}, {} watches): {:.0} MiB before, {:.0} MiB after one LIST per workspace (+{:.0} MiB), {:.0} MiB with the watches (+{:.0} MiB), {:.0} MiB after the writes",
+                "server RSS ({}, {} watches over {}): {:.0} MiB before, {:.0} MiB after one LIST per workspace (+{:.0} MiB), {:.0} MiB with the watches (+{:.0} MiB), {:.0} MiB after the writes",
                 m.target,
                 m.watches,
+                m.transport,
                 m.rss_before_mib,
                 m.rss_workspaces_listed_mib,
                 m.rss_workspaces_listed_mib - m.rss_before_mib,

@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use hyper::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::client::{Conn, Endpoint, Pool, Req, Resp, WatchStream};
+use super::client::{Conn, Endpoint, H2Conn, Pool, Req, Resp, WatchStream};
 use super::histogram::Latencies;
 use super::process::{CpuSnapshot, Pids, rss_bytes};
 use super::progress::Progress;
@@ -328,6 +328,9 @@ pub struct Bench {
     /// The etcd the server stores in, when known: the watch phase then
     /// also watches it directly, to split delivery latency into stages.
     pub etcd_url: Option<String>,
+    /// Watches per HTTP/2 connection in the watch phase; 1 = one HTTP/1.1
+    /// connection per watch.
+    pub watch_streams: usize,
     /// Shared by set-up steps.
     pool: Arc<Pool>,
 }
@@ -359,6 +362,7 @@ impl Bench {
             watch_rate,
             object_bytes: Arc::default(),
             etcd_url: None,
+            watch_streams: 1,
         }
     }
 
@@ -904,16 +908,27 @@ impl Bench {
             .runner
             .progress
             .counted(&format!("set-up: {n} watches [{}]", self.target), n as u64);
+        // HTTP/2: every `watch_streams` watches share one connection.
+        let h2: Vec<H2Conn> = if self.watch_streams > 1 {
+            let mut conns = Vec::new();
+            for _ in 0..n.div_ceil(self.watch_streams) {
+                conns.push(H2Conn::connect(&self.endpoint).await?);
+            }
+            conns
+        } else {
+            Vec::new()
+        };
         let opened: Vec<anyhow::Result<tokio::task::JoinHandle<()>>> =
-            futures::stream::iter(names.clone())
-                .map(|name| {
+            futures::stream::iter(names.clone().into_iter().enumerate())
+                .map(|(i, name)| {
                     let (endpoint, shared, bar) =
                         (self.endpoint.clone(), shared.clone(), bar.clone());
+                    let via = h2.get(i / self.watch_streams.max(1)).cloned();
                     async move {
                         let path = format!(
                             "/clusters/{name}/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={start_rv}"
                         );
-                        let stream = open_watch(&endpoint, &path).await;
+                        let stream = open_watch(&endpoint, via.as_ref(), &path).await;
                         bar.inc(1);
                         let stream = stream?;
                         Ok(tokio::spawn(read_watch(stream, base, shared)))
@@ -1107,6 +1122,11 @@ impl Bench {
             (Some(b), Some(w), Some(a)) => Some(WatchMemory {
                 target: self.target.clone(),
                 watches: readers.len(),
+                transport: if self.watch_streams > 1 {
+                    format!("HTTP/2, {} per connection", self.watch_streams)
+                } else {
+                    "HTTP/1.1".to_owned()
+                },
                 rss_workspaces_listed_mib: rss_touched.unwrap_or(b),
                 rss_before_mib: b,
                 rss_with_watches_mib: w,
@@ -1168,9 +1188,17 @@ fn sent_ns(value: &[u8], needle: &[u8]) -> Option<u64> {
 }
 
 /// Opens one watch, retrying while its workspace is not resolvable yet.
-async fn open_watch(endpoint: &Endpoint, path: &str) -> anyhow::Result<WatchStream> {
+/// Opens a watch on its own HTTP/1.1 connection, or as a stream of `h2`.
+async fn open_watch(
+    endpoint: &Endpoint,
+    h2: Option<&H2Conn>,
+    path: &str,
+) -> anyhow::Result<WatchStream> {
     for _ in 0..100 {
-        let (status, stream) = Conn::connect(endpoint).await?.stream(path).await?;
+        let (status, stream) = match h2 {
+            Some(c) => c.stream(path).await?,
+            None => Conn::connect(endpoint).await?.stream(path).await?,
+        };
         match status {
             StatusCode::OK => return Ok(stream),
             StatusCode::NOT_FOUND => tokio::time::sleep(Duration::from_millis(100)).await,
