@@ -13,6 +13,7 @@ pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod fairness;
+mod listener;
 pub mod metrics;
 pub mod protobuf;
 pub mod quota;

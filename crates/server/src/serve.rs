@@ -280,25 +280,7 @@ pub async fn serve(
                 address = %local,
                 "wsgate is serving plain HTTP: requests without a token act as system:masters (--insecure-http)"
             );
-            // The peer address for audit `sourceIPs`, as TLS connections carry it.
-            let router = router.layer(axum::middleware::map_request(
-                |axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<SocketAddr>,
-                 mut req: axum::extract::Request| async move {
-                    req.extensions_mut().insert(crate::tls::Peer {
-                        addr,
-                        client_cert: None,
-                    });
-                    req
-                },
-            ));
-            tokio::spawn(async move {
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(stopped)
-                .await
-            })
+            tokio::spawn(crate::listener::serve(listener, None, router, stopped))
         }
     };
     tokio::pin!(server);

@@ -17,8 +17,6 @@ use std::time::Duration;
 
 use axum::Router;
 use chrono::{Datelike, Utc};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
@@ -29,7 +27,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 
 /// Directory under the data dir holding generated key material.
 pub const PKI_DIR: &str = "pki";
@@ -45,10 +42,6 @@ const CA_VALID_YEARS: i32 = 10;
 const SERVING_VALID_YEARS: i32 = 1;
 /// A serving certificate this close to expiry is replaced at start-up.
 const RENEW_BEFORE_DAYS: i64 = 30;
-/// A client that does not finish the handshake in this time is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long in-flight connections get to finish after shutdown is asked.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the server needs to speak TLS, and what a kubeconfig needs to trust it.
 #[derive(Clone, Debug)]
@@ -721,79 +714,15 @@ fn der_to_pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// Serves `app` over TLS on `listener` (HTTP/1.1 and h2 chosen by ALPN,
-/// upgrades allowed) until `shutdown` resolves; then stops accepting and
-/// gives open connections a few seconds to finish.
+/// Serves `app` over TLS on `listener` (HTTP/1.1 and h2 chosen by ALPN)
+/// until `shutdown` resolves; see [`crate::listener::serve`].
 pub async fn serve_tls(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            // The chain was verified in the handshake (client CA, expiry,
-            // clientAuth usage); only its subject is read here.
-            let client_cert = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|leaf| CertIdentity::from_der(leaf))
-                .map(Arc::new);
-            let conn_peer = Peer {
-                addr: peer,
-                client_cert,
-            };
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
-                req.extensions_mut().insert(conn_peer.clone());
-                app.clone().oneshot(req)
-            });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::info!("some connections were still open after the drain timeout");
-    }
-    Ok(())
+    crate::listener::serve(listener, Some(config), app, shutdown).await
 }
 
 /// Private-file helpers shared with the token keys in `auth`.

@@ -8,6 +8,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::ServerName;
 
 use super::*;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
