@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,16 +72,9 @@ pub async fn serve(
         let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
         tokio::spawn(async move {
             let Some(acceptor) = acceptor else {
-                let protocol = match tokio::time::timeout(HANDSHAKE_TIMEOUT, sniff(&tcp)).await {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(e)) => {
-                        tracing::debug!(peer = %addr, error = %e, "reading a connection's first bytes failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(peer = %addr, "no request within the handshake timeout");
-                        return;
-                    }
+                let Some(protocol) = handshake(addr, "reading the first bytes", sniff(&tcp)).await
+                else {
+                    return;
                 };
                 let peer = Peer {
                     addr,
@@ -89,16 +83,8 @@ pub async fn serve(
                 serve_connection(tcp, protocol, peer, app, watcher).await;
                 return;
             };
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(peer = %addr, "TLS handshake timed out");
-                    return;
-                }
+            let Some(tls) = handshake(addr, "TLS handshake", acceptor.accept(tcp)).await else {
+                return;
             };
             let session = tls.get_ref().1;
             // The chain was verified in the handshake (client CA, expiry,
@@ -126,6 +112,26 @@ pub async fn serve(
         tracing::info!("some connections were still open after the drain timeout");
     }
     Ok(())
+}
+
+/// Runs a connection's first step within `HANDSHAKE_TIMEOUT`; `None`
+/// (logged at debug: a client's problem, not ours) if it fails or stalls.
+async fn handshake<T>(
+    peer: SocketAddr,
+    step: &str,
+    fut: impl Future<Output = io::Result<T>>,
+) -> Option<T> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, fut).await {
+        Ok(Ok(t)) => Some(t),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "{step} failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "{step} timed out");
+            None
+        }
+    }
 }
 
 /// Tells h2c prior knowledge from HTTP/1.1 by peeking at the first bytes,

@@ -207,15 +207,7 @@ impl Conn {
             .endpoint
             .request(Method::GET, path, None, Bytes::new())?;
         let resp = self.sender().await?.send_request(request).await?;
-        let status = resp.status();
-        Ok((
-            status,
-            WatchStream {
-                body: resp.into_body(),
-                buf: BytesMut::new(),
-                _conn: Held::H1 { _conn: self },
-            },
-        ))
+        Ok(WatchStream::start(resp, Held::H1 { _conn: self }))
     }
 }
 
@@ -246,17 +238,10 @@ impl H2Conn {
         let mut send = self.send.clone();
         send.ready().await.context("HTTP/2 connection not ready")?;
         let resp = send.send_request(request).await?;
-        let status = resp.status();
-        Ok((
-            status,
-            WatchStream {
-                body: resp.into_body(),
-                buf: BytesMut::new(),
-                _conn: Held::H2 {
-                    _send: self.send.clone(),
-                },
-            },
-        ))
+        let held = Held::H2 {
+            _send: self.send.clone(),
+        };
+        Ok(WatchStream::start(resp, held))
     }
 }
 
@@ -322,6 +307,18 @@ pub struct WatchStream {
 }
 
 impl WatchStream {
+    /// The response's status and its body as a line stream that keeps
+    /// `conn` open while it lives.
+    fn start(resp: hyper::Response<Incoming>, conn: Held) -> (StatusCode, WatchStream) {
+        let status = resp.status();
+        let stream = WatchStream {
+            body: resp.into_body(),
+            buf: BytesMut::new(),
+            _conn: conn,
+        };
+        (status, stream)
+    }
+
     /// The next complete line without its `\n`; None at the end.
     pub async fn next_line(&mut self) -> anyhow::Result<Option<Bytes>> {
         loop {
