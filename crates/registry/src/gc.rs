@@ -15,8 +15,8 @@
 //! The collector scans the owner's namespace (or the whole workspace for
 //! cluster-scoped owners) in the background; it keeps no graph yet. Every
 //! way an object leaves storage (DELETE, deletecollection, the update that
-//! drops a deleting object's last finalizer, foreground/orphan completion)
-//! queues its uid; gone owners are queued per (workspace, namespace) and one
+//! drops a deleting object's last finalizer, foreground/orphan completion,
+//! a CRD's cleanup of its objects) queues its uid; gone owners are queued per (workspace, namespace) and one
 //! worker drains the queue, so a burst of N deletes costs one scan per
 //! namespace, not N. Dependent checks share that worker, coalesced per
 //! object and bounded.
@@ -119,6 +119,22 @@ impl OrphanQueue {
         }
         p.checks.insert(key, uid);
         true
+    }
+
+    /// Queues a dependents scan for owners that are gone and starts the
+    /// drain task unless one is running. Also for deletes made outside the
+    /// registry's DELETE path (a CRD's cleanup of its objects).
+    pub(crate) fn queue_gone(
+        &self,
+        cluster: &ClusterId,
+        namespace: Option<String>,
+        uids: HashSet<String>,
+    ) {
+        if uids.is_empty() {
+            return;
+        }
+        self.push(cluster, namespace, uids);
+        self.start_drain();
     }
 
     fn take(&self) -> Pending {
@@ -249,8 +265,7 @@ impl Registry {
         namespace: Option<String>,
         uids: HashSet<String>,
     ) {
-        self.orphans().push(cluster, namespace, uids);
-        self.orphans().start_drain();
+        self.orphans().queue_gone(cluster, namespace, uids);
     }
 
     /// Collection an object's removal implies once it has left storage by a

@@ -55,7 +55,7 @@ pub struct Registry {
     /// Whether `/clusters/*` (list/watch across all workspaces) is served.
     wildcard: std::sync::atomic::AtomicBool,
     /// Background garbage collection waiting to scan for dependents.
-    orphans: crate::gc::OrphanQueue,
+    orphans: Arc<crate::gc::OrphanQueue>,
 }
 
 /// What a DELETE answers with.
@@ -203,6 +203,9 @@ impl Registry {
             orphans: Default::default(),
         });
         registry.orphans.bind(&registry);
+        // A CRD's cleanup deletes its objects outside the DELETE path; their
+        // dependents are collected like any deleted owner's.
+        let _ = registry.crds.orphans.set(registry.orphans.clone());
         registry.clone().resume_namespace_deletions();
         Ok(registry)
     }

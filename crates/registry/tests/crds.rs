@@ -398,12 +398,13 @@ async fn deleting_a_crd_cleans_its_objects_then_goes() {
             .resource_in(&a, "example.com", "v1", "widgets")
             .expect("v1");
         let opts = WriteOptions::default();
+        let cm = r.resource("", "v1", "configmaps").expect("cm").clone();
         for (ws, name, finalizers) in [
             (&a, "held", json!(["example.com/hold"])),
             (&a, "free", json!([])),
             (&b, "other", json!([])),
         ] {
-            r.create(
+            let owner = r.create(
                 &v1,
                 ws,
                 Some("default"),
@@ -412,6 +413,18 @@ async fn deleting_a_crd_cleans_its_objects_then_goes() {
             )
             .await
             .expect("widget");
+            // A dependent of each Widget: collected once its owner goes
+            // with the CRD, as upstream's collector does.
+            let refs = json!([{"apiVersion": "example.com/v1", "kind": "Widget", "name": name, "uid": owner["metadata"]["uid"]}]);
+            r.create(
+                &cm,
+                ws,
+                Some("default"),
+                obj(json!({"metadata": {"name": format!("of-{name}"), "ownerReferences": refs}})),
+                &opts,
+            )
+            .await
+            .expect("dependent");
         }
         let resp = r
             .delete(
@@ -466,11 +479,19 @@ async fn deleting_a_crd_cleans_its_objects_then_goes() {
         .await;
         assert!(!r.api_set(&a).has_group("example.com"));
         assert!(r.resource_in(&a, "example.com", "v1", "widgets").is_none());
+        wait_until("the deleted Widgets' dependents collected", async || {
+            cm.get(&a, Some("default"), "of-free").await.is_err()
+                && cm.get(&a, Some("default"), "of-held").await.is_err()
+        })
+        .await;
         // Workspace b is untouched.
         assert!(r.api_set(&b).has_group("example.com"));
         v1.get(&b, Some("default"), "other")
             .await
             .expect("b's object");
+        cm.get(&b, Some("default"), "of-other")
+            .await
+            .expect("b's dependent");
     }
 }
 

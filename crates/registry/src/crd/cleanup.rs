@@ -5,6 +5,7 @@
 //! finalizer and the CRD. Resumable: a terminating CRD found at start-up or
 //! by the watch gets its cleanup (again).
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +14,10 @@ use serde_json::Value;
 use super::index::CrdIndex;
 use super::strategy::{mark_terminating, remove_cleanup_finalizer};
 use crate::cluster::{ClusterId, ClusterScope};
+use crate::gc::OrphanQueue;
 use crate::metadata::{self, meta, meta_str};
 use crate::options::{DeleteOptions, ListOptions};
-use crate::store::ResourceStore;
+use crate::store::{DeleteOutcome, ResourceStore};
 
 /// Objects deleted per listing round.
 const PAGE: i64 = 500;
@@ -56,7 +58,7 @@ impl CrdIndex {
         }
         self.observe(cluster, &current);
         if let Some(store) = self.entry_store(cluster, name) {
-            delete_all(&store, cluster).await?;
+            delete_all(&store, cluster, self.orphans.get().map(Arc::as_ref)).await?;
         }
         let finished = crds
             .system_update(cluster, None, name, remove_cleanup_finalizer)
@@ -78,8 +80,16 @@ impl CrdIndex {
     }
 }
 
-/// Deletes every object of `store` in `cluster`, waiting for finalizers.
-async fn delete_all(store: &ResourceStore, cluster: &ClusterId) -> crate::ApiResult<()> {
+/// Deletes every object of `store` in `cluster`, waiting for finalizers,
+/// and hands the deleted objects to the garbage collector as gone owners
+/// (upstream's collector sees these deletes while the CRD still exists).
+/// Objects held by finalizers reach it later, through the write that
+/// removes their last finalizer.
+async fn delete_all(
+    store: &ResourceStore,
+    cluster: &ClusterId,
+    gc: Option<&OrphanQueue>,
+) -> crate::ApiResult<()> {
     let scope = ClusterScope::One(cluster.clone());
     loop {
         let page = store
@@ -96,6 +106,7 @@ async fn delete_all(store: &ResourceStore, cluster: &ClusterId) -> crate::ApiRes
             return Ok(());
         }
         let mut waiting = 0usize;
+        let mut gone: BTreeMap<Option<String>, HashSet<String>> = BTreeMap::new();
         for item in &page.items {
             let Value::Object(obj) = item else { continue };
             if meta(obj).is_some_and(|m| m.contains_key("deletionTimestamp")) {
@@ -107,10 +118,21 @@ async fn delete_all(store: &ResourceStore, cluster: &ClusterId) -> crate::ApiRes
                 .delete(cluster, ns, metadata::name(obj), &DeleteOptions::default())
                 .await
             {
-                Ok(crate::store::DeleteOutcome::Pending(_)) => waiting += 1,
-                Ok(_) => {}
+                Ok(DeleteOutcome::Pending(_)) => waiting += 1,
+                Ok(DeleteOutcome::Deleted(o)) => {
+                    if let Some(uid) = meta_str(&o, "uid") {
+                        gone.entry(ns.map(str::to_owned))
+                            .or_default()
+                            .insert(uid.to_owned());
+                    }
+                }
                 Err(e) if e.code() == 404 => {}
                 Err(e) => return Err(e),
+            }
+        }
+        if let Some(gc) = gc {
+            for (namespace, uids) in gone {
+                gc.queue_gone(cluster, namespace, uids);
             }
         }
         if waiting == page.items.len() {

@@ -128,6 +128,8 @@ pub struct CrdIndex {
     pub(crate) crd_store: OnceLock<Arc<ResourceStore>>,
     /// CRDs whose cleanup runs now, so a watch event does not start another.
     pub(super) cleaning: dashmap::DashSet<(ClusterId, String)>,
+    /// The garbage collector's queue, for the owners a cleanup deletes.
+    pub(crate) orphans: OnceLock<Arc<crate::gc::OrphanQueue>>,
 }
 
 /// Numbers of the loaded index.
@@ -185,6 +187,7 @@ impl CrdIndex {
             shared: Mutex::new(Shared::default()),
             crd_store: OnceLock::new(),
             cleaning: dashmap::DashSet::new(),
+            orphans: OnceLock::new(),
         }
     }
 
