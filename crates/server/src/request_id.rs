@@ -6,8 +6,9 @@
 //! ([`RequestId`]), the `Audit-Id` response header, a `tracing` span around
 //! the request (so every log line of the request carries it), and the audit
 //! event. When the response is ready the layer logs one line: debug for
-//! ordinary requests, warn for 429, error for 5xx, with the workspace, user,
-//! verb and resource from [`RequestLabels`] when the router supplied them.
+//! ordinary requests, warn for 429, error for 5xx, with method and path, and
+//! the workspace, user, verb and resource from [`RequestLabels`] when the
+//! router supplied them.
 //! Headers and query strings are never logged (tokens travel in them).
 //!
 //! [`init_logging`] installs the `tracing` subscriber: text or JSON lines
@@ -97,12 +98,12 @@ where
             .and_then(RequestId::from_client)
             .unwrap_or_else(RequestId::generate);
         req.extensions_mut().insert(id.clone());
-        let span = tracing::info_span!(
-            "request",
-            request_id = %id,
-            method = %req.method(),
-            path = %req.uri().path(),
-        );
+        // Only the id goes on the span: the fmt subscriber formats every
+        // field of every span when it is created, which cost ~2% of a GET's
+        // CPU per field. Method and path go on the response line instead
+        // (both clones are reference counts).
+        let span = tracing::info_span!("request", request_id = %id);
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         let start = Instant::now();
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -113,7 +114,7 @@ where
                     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
                         resp.headers_mut().insert(AUDIT_ID_HEADER, v);
                     }
-                    log_response(resp, start);
+                    log_response(resp, &method, uri.path(), start);
                 }
                 result
             }
@@ -122,7 +123,7 @@ where
     }
 }
 
-fn log_response<R>(resp: &Response<R>, start: Instant) {
+fn log_response<R>(resp: &Response<R>, method: &axum::http::Method, path: &str, start: Instant) {
     let status = resp.status().as_u16();
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     let default = RequestLabels::default();
@@ -134,6 +135,8 @@ fn log_response<R>(resp: &Response<R>, start: Instant) {
             tracing::$level!(
                 status,
                 latency_ms,
+                method = %method,
+                path,
                 verb = l.verb,
                 group = %l.group,
                 resource = %l.resource,
