@@ -658,6 +658,20 @@ fn kubectl_applies_rendered_chart() -> Result<()> {
             d.stdout,
             d.stderr
         );
+        if server_side {
+            // A client-side diff of server-side-applied objects: its dry-run
+            // patch carries `annotations: {}`, which upstream's round trip
+            // through ObjectMeta drops; only the real changes show.
+            let d = k.run(&["diff", "-n", "shop", "-f", f2])?;
+            ensure!(
+                d.code == Some(1)
+                    && d.stdout.contains("+  message: two")
+                    && !d.stdout.contains("annotations: {}"),
+                "{ws}: client-side diff: {} {}",
+                d.stdout,
+                d.stderr
+            );
+        }
         apply(f2)?;
         let d = k.run(&diff)?;
         ensure!(

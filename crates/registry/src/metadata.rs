@@ -173,6 +173,7 @@ pub fn before_create(
     }
     strategy.prepare_for_create(obj);
     strategy.default(obj);
+    drop_empty_meta(obj);
     let mut errors = validate_object_meta(desc, strategy, obj);
     errors.extend(strategy.validate(obj));
     invalid_if_any(desc, obj, errors)
@@ -249,10 +250,38 @@ pub fn before_update(
             .unwrap_or(0);
         meta_mut(new).insert("generation".into(), (g + 1).into());
     }
+    drop_empty_meta(new);
     let mut errors = validate_object_meta(desc, strategy, new);
     errors.extend(validate_object_meta_update(new, old));
     errors.extend(strategy.validate_update(new, old));
     invalid_if_any(desc, new, errors)
+}
+
+/// Drops the ObjectMeta fields upstream's round trip through the Go type
+/// drops (`omitempty`): empty or null `labels`, `annotations`,
+/// `ownerReferences`, `finalizers` and `generateName`. Upstream does this
+/// for custom resources too (their metadata is coerced through ObjectMeta),
+/// so `{"annotations": {}}` from a client or a merge patch (kubectl diff
+/// sends one) never shows up in a response. `managedFields` is the field
+/// manager's: an empty list there asks it to reset.
+fn drop_empty_meta(obj: &mut Object) {
+    let Some(Value::Object(m)) = obj.get_mut("metadata") else {
+        return;
+    };
+    m.retain(|k, v| {
+        let empty = match v {
+            Value::Null => true,
+            Value::Object(o) => o.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::String(s) => s.is_empty(),
+            _ => false,
+        };
+        !(empty
+            && matches!(
+                k.as_str(),
+                "labels" | "annotations" | "ownerReferences" | "finalizers" | "generateName"
+            ))
+    });
 }
 
 /// Spec changes bump generation: anything outside metadata and status.

@@ -1031,3 +1031,88 @@ async fn workloads_get_upstream_defaults() {
         "ClusterFirst"
     );
 }
+
+/// Empty ObjectMeta maps, lists and `generateName` are dropped as
+/// upstream's round trip through the Go type drops them (`omitempty`):
+/// on create, and when a patch leaves them empty; a patch that only adds
+/// an empty map writes nothing.
+#[tokio::test]
+async fn empty_metadata_fields_are_dropped() {
+    let f = fixture().await;
+    let cms = f.rs("", "v1", "configmaps");
+    let wo = WriteOptions::default();
+    let created = cms
+        .create(
+            &f.cluster,
+            Some("default"),
+            obj(
+                json!({"metadata": {"name": "e", "labels": {}, "annotations": null,
+                "finalizers": [], "ownerReferences": [], "generateName": ""}}),
+            ),
+            &wo,
+        )
+        .await
+        .expect("create");
+    let keys = |o: &Object| -> Vec<String> {
+        let mut k: Vec<String> = o["metadata"]
+            .as_object()
+            .expect("metadata")
+            .keys()
+            .cloned()
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&created),
+        [
+            "creationTimestamp",
+            "name",
+            "namespace",
+            "resourceVersion",
+            "uid"
+        ]
+    );
+    // What `kubectl diff` sends for an object without annotations.
+    let (same, _) = cms
+        .patch(
+            &f.cluster,
+            Some("default"),
+            "e",
+            PatchKind::Strategic,
+            &json!({"metadata": {"annotations": {}}}),
+            Subresource::Main,
+            &wo,
+        )
+        .await
+        .expect("patch");
+    assert_eq!(keys(&same), keys(&created));
+    assert_eq!(rv(&same), rv(&created), "an empty map changes nothing");
+    // Removing the last label leaves no `labels: {}` behind.
+    let (labelled, _) = cms
+        .patch(
+            &f.cluster,
+            Some("default"),
+            "e",
+            PatchKind::Merge,
+            &json!({"metadata": {"labels": {"a": "b"}}}),
+            Subresource::Main,
+            &wo,
+        )
+        .await
+        .expect("label");
+    assert_eq!(labelled["metadata"]["labels"]["a"], "b");
+    let (unlabelled, _) = cms
+        .patch(
+            &f.cluster,
+            Some("default"),
+            "e",
+            PatchKind::Merge,
+            &json!({"metadata": {"labels": {"a": null}}}),
+            Subresource::Main,
+            &wo,
+        )
+        .await
+        .expect("unlabel");
+    assert_eq!(keys(&unlabelled), keys(&created));
+}
