@@ -78,6 +78,16 @@ pub struct AuditUser {
     pub groups: Vec<String>,
 }
 
+impl AuditUser {
+    pub fn of(user: &crate::auth::User) -> Self {
+        AuditUser {
+            username: user.name.clone(),
+            uid: Some(user.uid.clone()).filter(|u| !u.is_empty()),
+            groups: user.groups.clone(),
+        }
+    }
+}
+
 /// What the request was about (`objectRef`).
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -110,6 +120,8 @@ pub struct AuditRecord {
     pub request_uri: String,
     pub verb: String,
     pub user: AuditUser,
+    /// The identity the request ran as (`Impersonate-User`).
+    pub impersonated_user: Option<AuditUser>,
     pub source_ips: Vec<String>,
     pub user_agent: Option<String>,
     pub object_ref: Option<ObjectRef>,
@@ -512,6 +524,8 @@ struct Event<'a> {
     request_uri: &'a str,
     verb: &'a str,
     user: &'a AuditUser,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    impersonated_user: Option<&'a AuditUser>,
     #[serde(rename = "sourceIPs", skip_serializing_if = "<[String]>::is_empty")]
     source_ips: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -583,6 +597,7 @@ fn encode_event(record: &AuditRecord, level: RuleLevel, out: &mut Vec<u8>) {
         request_uri: &record.request_uri,
         verb: &record.verb,
         user: &record.user,
+        impersonated_user: record.impersonated_user.as_ref(),
         source_ips: &record.source_ips,
         user_agent: record.user_agent.as_deref(),
         object_ref: record.object_ref.as_ref(),
@@ -728,6 +743,7 @@ mod tests {
                 uid: None,
                 groups: vec!["system:authenticated".into()],
             },
+            impersonated_user: None,
             source_ips: vec!["127.0.0.1".into()],
             user_agent: Some("kubectl/v1.33".into()),
             object_ref: Some(ObjectRef {

@@ -9,7 +9,9 @@
 //!    `/clusters/` is served in its own workspace; the token's scope is
 //!    checked *before* the path is resolved, so a workspace outside the
 //!    scope answers the same 401 whether it exists or not;
-//! 3. **authorize**: the user needs an access grant in the workspace (a
+//! 3. **impersonate** when `Impersonate-*` headers ask for it
+//!    ([`crate::impersonation`]): the rest runs as that user;
+//! 4. **authorize**: the user needs an access grant in the workspace (a
 //!    binding naming them or one of their groups; `system:masters` always
 //!    has one), then the workspace's RBAC ([`crate::authz`]) decides the
 //!    request. A missing workspace and one without a grant answer the same
@@ -180,7 +182,7 @@ pub fn resolve(
     }
 }
 
-/// Step 3: the workspace's policy, its access grant, then RBAC for the
+/// Step 4: the workspace's policy, its access grant, then RBAC for the
 /// request itself.
 pub async fn authorize(
     app: &AppState,

@@ -29,6 +29,7 @@ mod discovery;
 mod duplicate_fields;
 pub mod error;
 mod gate;
+mod impersonation;
 mod negotiate;
 mod openapi;
 pub mod request_info;
@@ -155,6 +156,9 @@ pub fn app(state: AppState) -> Router {
 struct Seen {
     labels: RequestLabels,
     user: Option<User>,
+    /// Who the request ran as, when it impersonated someone (audit's
+    /// `impersonatedUser`).
+    impersonated: Option<User>,
     object_ref: Option<ObjectRef>,
     /// Health and version probes are not audited.
     quiet: bool,
@@ -255,11 +259,14 @@ async fn handle(
                 .path_and_query()
                 .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned()),
             verb: seen.labels.verb.to_owned(),
-            user: AuditUser {
-                username: user.map_or_else(|| "system:anonymous".to_owned(), |u| u.name.clone()),
-                uid: user.map(|u| u.uid.clone()).filter(|u| !u.is_empty()),
-                groups: user.map(|u| u.groups.clone()).unwrap_or_default(),
-            },
+            user: user.map_or_else(
+                || AuditUser {
+                    username: "system:anonymous".to_owned(),
+                    ..AuditUser::default()
+                },
+                AuditUser::of,
+            ),
+            impersonated_user: seen.impersonated.as_ref().map(AuditUser::of),
             source_ips: audit::source_ips(peer.as_ref(), &headers, app.audit.trusted_proxies()),
             user_agent: headers
                 .get(header::USER_AGENT)
@@ -334,6 +341,17 @@ async fn serve_request(
     if let Some(sa) = &user.service_account {
         check_service_account(app, &at.cluster, sa).await?;
     }
+    // From here on the request runs as the impersonated user, if asked and
+    // allowed (the workspace's RBAC decides, like every other check).
+    let user = match impersonation::requested(headers)? {
+        None => user,
+        Some(want) => {
+            let policy = app.authz.policy(&at.cluster).await?;
+            let as_user = impersonation::impersonate(&policy, &user, want)?;
+            seen.impersonated = Some(as_user.clone());
+            as_user
+        }
+    };
     let ws_key = seen
         .labels
         .workspace
@@ -640,6 +658,10 @@ async fn metrics_endpoint(
             ));
         }
         let policy = app.authz.policy(&ClusterId::root()).await?;
+        let user = match impersonation::requested(&headers)? {
+            None => user,
+            Some(want) => impersonation::impersonate(&policy, &user, want)?,
+        };
         authz::check_non_resource(&policy, &user.user_info(), "/metrics")?;
         Ok::<_, ApiError>(app.metrics.response())
     };
