@@ -35,6 +35,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// starts with `PRI `, so four bytes decide.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const SNIFF_LEN: usize = 4;
+/// Streams one HTTP/2 connection may have open: kube-apiserver's default
+/// (Go's), not hyper's 200. client-go multiplexes every watch of a process
+/// on one connection and opens another only past this.
+const H2_MAX_STREAMS: u32 = 250;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Protocol {
@@ -179,6 +183,7 @@ where
         Protocol::Http2 => {
             let conn = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
+                .max_concurrent_streams(H2_MAX_STREAMS)
                 .serve_connection(io, service);
             watcher.watch(conn).await
         }
@@ -225,21 +230,33 @@ mod tests {
     }
 
     /// Plain HTTP/1.1 and h2c prior knowledge on one listener, each request
-    /// carrying its connection's peer address; shutdown ends `serve`.
+    /// carrying its connection's peer address; one h2c connection holds
+    /// 250 open streams; shutdown ends `serve`.
     #[tokio::test]
-    async fn plain_http1_and_h2c_carry_the_peer() {
+    async fn plain_http1_and_h2c_carry_the_peer_and_h2_holds_250_streams() {
         use axum::routing::get;
         use bytes::Bytes;
         use http_body_util::{BodyExt, Empty};
 
-        let app = Router::new().route(
-            "/hello",
-            get(
-                |axum::Extension(peer): axum::Extension<Peer>, req: axum::extract::Request| async move {
-                    format!("{:?} {}", req.version(), peer.addr.ip())
-                },
-            ),
-        );
+        let app =
+            Router::new()
+                .route(
+                    "/hold",
+                    get(|| async {
+                        axum::body::Body::from_stream(futures::stream::pending::<
+                            Result<Bytes, std::io::Error>,
+                        >())
+                    }),
+                )
+                .route(
+                    "/hello",
+                    get(
+                        |axum::Extension(peer): axum::Extension<Peer>,
+                         req: axum::extract::Request| async move {
+                            format!("{:?} {}", req.version(), peer.addr.ip())
+                        },
+                    ),
+                );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -276,6 +293,36 @@ mod tests {
             };
             assert_eq!(String::from_utf8_lossy(&body), want);
         }
+
+        // As many long-running streams on one h2c connection as
+        // kube-apiserver allows (a client-go process's watches share one).
+        let io = TokioIo::new(TcpStream::connect(addr).await.expect("connect"));
+        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .expect("h2c handshake");
+        tokio::spawn(conn);
+        let mut held = Vec::new();
+        for _ in 0..H2_MAX_STREAMS {
+            let mut send = send.clone();
+            let req = hyper::Request::get(format!("http://{addr}/hold"))
+                .body(Empty::<Bytes>::new())
+                .expect("request");
+            held.push(tokio::spawn(async move {
+                send.ready().await.expect("ready");
+                // The response (and its stream) stays open while held.
+                send.send_request(req).await.expect("stream")
+            }));
+        }
+        let mut open = Vec::new();
+        for h in held {
+            let resp = tokio::time::timeout(Duration::from_secs(5), h)
+                .await
+                .expect("every stream answered while the others stay open")
+                .expect("join");
+            assert_eq!(resp.status(), 200);
+            open.push(resp);
+        }
+        drop(open);
 
         stop.send(()).expect("server running");
         tokio::time::timeout(Duration::from_secs(15), server)
