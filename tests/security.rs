@@ -646,7 +646,10 @@ fn impersonation_runs_as_the_other_user_only_when_allowed() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let audit = dir.path().join("audit.log");
     let audit_arg = audit.to_str().context("path")?.to_owned();
-    let s = Server::start_tls_with(Engine::Embedded, &["--audit-log", &audit_arg])?;
+    let s = Server::start_tls_with(
+        Engine::Embedded,
+        &["--audit-log", &audit_arg, "--allow-wildcard"],
+    )?;
     create_workspace(&s, "root", "imp")?;
     create_workspace(&s, "root", "other")?;
     let admin_k = Kubectl::with_kubeconfig(kubectl.clone(), s.kubeconfig("imp", None)?)?;
@@ -822,6 +825,48 @@ fn impersonation_runs_as_the_other_user_only_when_allowed() -> Result<()> {
         Some(&alice),
     )?;
     ensure!(r.status == 401, "{} {}", r.status, r.text());
+
+    // /clusters/* is system:masters' only, also when they impersonate:
+    // bob may list configmaps in root, yet not in every workspace.
+    let root_k = Kubectl::with_kubeconfig(kubectl.clone(), s.kubeconfig("root", None)?)?;
+    root_k.ok(&[
+        "create",
+        "clusterrole",
+        "cm-lister",
+        "--verb=list",
+        "--resource=configmaps",
+    ])?;
+    root_k.ok(&[
+        "create",
+        "clusterrolebinding",
+        "bob-lists",
+        "--clusterrole=cm-lister",
+        "--user=bob",
+    ])?;
+    let r = s.https(
+        "GET",
+        "/clusters/root/api/v1/configmaps",
+        &[("Impersonate-User", "bob")],
+        None,
+        Some(&admin(&s)),
+    )?;
+    ensure!(
+        r.status == 200,
+        "bob lists in root: {} {}",
+        r.status,
+        r.text()
+    );
+    let every = "/clusters/*/api/v1/configmaps";
+    let r = s.https("GET", every, &[], None, Some(&admin(&s)))?;
+    ensure!(r.status == 200, "{} {}", r.status, r.text());
+    let r = s.https(
+        "GET",
+        every,
+        &[("Impersonate-User", "bob")],
+        None,
+        Some(&admin(&s)),
+    )?;
+    expect_status(&r, 403, "Forbidden")?;
 
     // Groups without a user: the client's mistake, 400.
     let r = s.https(

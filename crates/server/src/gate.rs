@@ -112,6 +112,21 @@ pub fn no_access(user: &User, path: &str, target: &Target, uri_path: &str) -> Ap
     ApiError(err)
 }
 
+/// `/clusters/*` (every workspace) is for `system:masters` only; checked
+/// for the caller and again for the user it impersonates.
+pub fn check_wildcard(user: &User) -> Result<(), ApiError> {
+    if is_master(user) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        Reason::Forbidden,
+        format!(
+            "forbidden: User {:?} cannot use /clusters/* (every workspace)",
+            user.name
+        ),
+    ))
+}
+
 /// Step 2: the workspace, checked against the token's scope. A workspace
 /// that does not exist answers like one without an access grant
 /// ([`no_access`]) for everybody but `system:masters`, who may enter any.
@@ -144,15 +159,7 @@ pub fn resolve(
             }
             // The server switch (`wildcard.allow`) is checked with the
             // route; here the identity: only the superuser group.
-            if !is_master(user) {
-                return Err(ApiError::new(
-                    Reason::Forbidden,
-                    format!(
-                        "forbidden: User {:?} cannot use /clusters/* (every workspace)",
-                        user.name
-                    ),
-                ));
-            }
+            check_wildcard(user)?;
             Ok(Resolved {
                 workspace: requested,
                 path: None,

@@ -62,7 +62,7 @@ use crate::error::ApiError;
 use crate::fairness::{FairAdmission, is_long_running};
 use crate::metrics::{Metrics, RejectReason, RequestLabels};
 use crate::request_id::RequestId;
-use crate::request_info::{RequestInfo, ResourceRequest, Target, Verb, form_pairs};
+use crate::request_info::{RequestInfo, ResourceRequest, Target, Verb, WorkspaceRef, form_pairs};
 
 pub use crate::serve::{ServeError, ServeOptions, serve};
 
@@ -348,6 +348,9 @@ async fn serve_request(
         Some(want) => {
             let policy = app.authz.policy(&at.cluster).await?;
             let as_user = impersonation::impersonate(&policy, &user, want)?;
+            if matches!(at.workspace, WorkspaceRef::All) {
+                gate::check_wildcard(&as_user)?;
+            }
             seen.impersonated = Some(as_user.clone());
             as_user
         }
