@@ -60,17 +60,17 @@ pub struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestKey {
-    verb: String,
-    group: String,
-    resource: String,
+    verb: &'static str,
+    group: Arc<str>,
+    resource: Arc<str>,
     code: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LatencyKey {
-    verb: String,
-    group: String,
-    resource: String,
+    verb: &'static str,
+    group: Arc<str>,
+    resource: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,8 +80,8 @@ struct KindKey {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResourceKey {
-    group: String,
-    resource: String,
+    group: Arc<str>,
+    resource: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -173,9 +173,51 @@ pub struct Metrics {
     fairness_waiting: Gauge,
     top_requests: Family<WorkspaceKey, Gauge>,
     top: TopWorkspaces,
-    resource_labels: RwLock<HashSet<(String, String)>>,
+    /// The (group, resource) label values seen, group -> resources, shared
+    /// by every series that carries them: building a request's keys costs
+    /// refcounts, not string copies.
+    resource_labels: RwLock<ResourceLabels>,
     /// Serialises the top-N refresh with the encoding that reads it.
     encode_lock: Mutex<()>,
+}
+
+/// Interned (group, resource) label values, bounded by
+/// [`MAX_RESOURCE_LABELS`] pairs.
+struct ResourceLabels {
+    by_group: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    len: usize,
+    other: Arc<str>,
+}
+
+impl Default for ResourceLabels {
+    fn default() -> Self {
+        ResourceLabels {
+            by_group: HashMap::new(),
+            len: 0,
+            other: Arc::from("other"),
+        }
+    }
+}
+
+impl ResourceLabels {
+    fn get(&self, group: &str, resource: &str) -> Option<(Arc<str>, Arc<str>)> {
+        let (g, resources) = self.by_group.get_key_value(group)?;
+        let r = resources.get(resource)?;
+        Some((g.clone(), r.clone()))
+    }
+
+    fn insert(&mut self, group: &str, resource: &str) -> (Arc<str>, Arc<str>) {
+        let g = match self.by_group.get_key_value(group) {
+            Some((g, _)) => g.clone(),
+            None => Arc::from(group),
+        };
+        let resources = self.by_group.entry(g.clone()).or_default();
+        let r: Arc<str> = Arc::from(resource);
+        if resources.insert(r.clone()) {
+            self.len += 1;
+        }
+        (g, r)
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -213,7 +255,7 @@ impl Metrics {
             fairness_waiting: Gauge::default(),
             top_requests: Family::default(),
             top: TopWorkspaces::new(top_workspaces, top_window),
-            resource_labels: RwLock::new(HashSet::new()),
+            resource_labels: RwLock::new(ResourceLabels::default()),
             encode_lock: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -332,39 +374,40 @@ impl Metrics {
     }
 
     /// Bounds the (group, resource) label space; see [`MAX_RESOURCE_LABELS`].
-    fn resource_label(&self, group: &str, resource: &str) -> (String, String) {
-        let key = (group.to_owned(), resource.to_owned());
+    fn resource_label(&self, group: &str, resource: &str) -> (Arc<str>, Arc<str>) {
         {
             let seen = self
                 .resource_labels
                 .read()
                 .unwrap_or_else(|e| e.into_inner());
-            if seen.contains(&key) {
-                return key;
+            if let Some(pair) = seen.get(group, resource) {
+                return pair;
             }
-            if seen.len() >= MAX_RESOURCE_LABELS {
-                return ("other".to_owned(), "other".to_owned());
+            if seen.len >= MAX_RESOURCE_LABELS {
+                return (seen.other.clone(), seen.other.clone());
             }
         }
         let mut seen = self
             .resource_labels
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= MAX_RESOURCE_LABELS {
-            return ("other".to_owned(), "other".to_owned());
+        if let Some(pair) = seen.get(group, resource) {
+            return pair;
         }
-        seen.insert(key.clone());
-        key
+        if seen.len >= MAX_RESOURCE_LABELS {
+            return (seen.other.clone(), seen.other.clone());
+        }
+        seen.insert(group, resource)
     }
 
     /// Records one finished request (the middleware calls this).
     pub fn observe_request(&self, labels: &RequestLabels, code: u16, elapsed: Duration) {
         let (group, resource) = self.resource_label(&labels.group, &labels.resource);
-        let verb = labels.verb.to_owned();
-        if labels.verb != "watch" {
+        let verb = labels.verb;
+        if verb != "watch" {
             self.request_duration
                 .get_or_create(&LatencyKey {
-                    verb: verb.clone(),
+                    verb,
                     group: group.clone(),
                     resource: resource.clone(),
                 })
@@ -395,8 +438,8 @@ impl Metrics {
 
     pub fn set_watch_cache(&self, group: &str, resource: &str, objects: i64, lag_revisions: i64) {
         let key = ResourceKey {
-            group: group.to_owned(),
-            resource: resource.to_owned(),
+            group: group.into(),
+            resource: resource.into(),
         };
         self.watch_cache_objects.get_or_create(&key).set(objects);
         self.watch_cache_lag.get_or_create(&key).set(lag_revisions);
