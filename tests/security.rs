@@ -749,40 +749,26 @@ fn impersonation_runs_as_the_other_user_only_when_allowed() -> Result<()> {
         "{}",
         r.text()
     );
-    // Users are cluster-scoped: a namespaced Role cannot grant it.
-    admin_k.ok(&[
-        "create",
-        "role",
-        "as-bob",
-        "--verb=impersonate",
-        "--resource=users",
-        "--resource-name=bob",
-    ])?;
-    admin_k.ok(&[
-        "create",
-        "rolebinding",
-        "alice-as-bob",
-        "--role=as-bob",
-        "--user=alice",
-    ])?;
-    expect_status(&as_("bob", None)?, 403, "Forbidden")?;
-    // Granted for bob only (resourceNames) by a ClusterRole, she acts as
-    // bob and nobody else.
-    admin_k.ok(&[
-        "create",
-        "clusterrole",
-        "as-bob",
-        "--verb=impersonate",
-        "--resource=users",
-        "--resource-name=bob",
-    ])?;
-    admin_k.ok(&[
-        "create",
-        "clusterrolebinding",
-        "alice-as-bob",
-        "--clusterrole=as-bob",
-        "--user=alice",
-    ])?;
+    // Users are cluster-scoped: a namespaced Role cannot grant it; a
+    // ClusterRole limited to bob (resourceNames) lets her act as bob and
+    // nobody else.
+    for (kind, binding, role) in [
+        ("role", "rolebinding", "--role=as-bob"),
+        ("clusterrole", "clusterrolebinding", "--clusterrole=as-bob"),
+    ] {
+        admin_k.ok(&[
+            "create",
+            kind,
+            "as-bob",
+            "--verb=impersonate",
+            "--resource=users",
+            "--resource-name=bob",
+        ])?;
+        admin_k.ok(&["create", binding, "alice-as-bob", role, "--user=alice"])?;
+        if kind == "role" {
+            expect_status(&as_("bob", None)?, 403, "Forbidden")?;
+        }
+    }
     ensure!(can(&alice_k, &["get", "pods", "--as=bob"])? == "yes");
     ensure!(can(&alice_k, &["list", "pods", "--as=bob"])? == "no");
     // As bob she gets bob's answer (403 on list), not the impersonation's.
