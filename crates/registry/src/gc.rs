@@ -137,6 +137,26 @@ impl OrphanQueue {
         self.start_drain();
     }
 
+    /// Queues the objects that have left storage as gone owners, grouped
+    /// per namespace (one dependents scan each).
+    pub(crate) fn queue_deleted<'a>(
+        &self,
+        cluster: &ClusterId,
+        objects: impl IntoIterator<Item = &'a Object>,
+    ) {
+        let mut gone: BTreeMap<Option<String>, HashSet<String>> = BTreeMap::new();
+        for o in objects {
+            if let Some(uid) = meta_str(o, "uid").filter(|u| !u.is_empty()) {
+                gone.entry(meta_str(o, "namespace").map(str::to_owned))
+                    .or_default()
+                    .insert(uid.to_owned());
+            }
+        }
+        for (namespace, uids) in gone {
+            self.queue_gone(cluster, namespace, uids);
+        }
+    }
+
     fn take(&self) -> Pending {
         std::mem::take(&mut *self.pending.lock())
     }
@@ -191,7 +211,8 @@ impl Registry {
         let this = self.clone();
         let cluster = cluster.clone();
         if !pending {
-            this.queue_orphan_scan(&cluster, owner.namespace, HashSet::from([owner.uid]));
+            this.orphans()
+                .queue_gone(&cluster, owner.namespace, HashSet::from([owner.uid]));
         } else if propagation == Propagation::Foreground
             || finalizers.iter().any(|f| f == FOREGROUND_FINALIZER)
         {
@@ -230,24 +251,16 @@ impl Registry {
         outcomes: &[DeleteOutcome],
         propagation: Propagation,
     ) {
-        let mut gone: BTreeMap<Option<String>, HashSet<String>> = BTreeMap::new();
+        let mut deleted = Vec::new();
         for outcome in outcomes {
             match outcome {
-                DeleteOutcome::Deleted(o) => {
-                    if let Some(uid) = meta_str(o, "uid") {
-                        gone.entry(meta_str(o, "namespace").map(str::to_owned))
-                            .or_default()
-                            .insert(uid.to_owned());
-                    }
-                }
+                DeleteOutcome::Deleted(o) => deleted.push(o),
                 pending @ DeleteOutcome::Pending(_) => {
                     self.after_delete(cluster, pending, propagation)
                 }
             }
         }
-        for (namespace, uids) in gone {
-            self.queue_orphan_scan(cluster, namespace, uids);
-        }
+        self.orphans().queue_deleted(cluster, deleted);
     }
 
     /// No collection is queued or running (background work started by
@@ -257,29 +270,12 @@ impl Registry {
         !self.orphans().draining.load(Ordering::Acquire) && self.orphans().pending.lock().is_empty()
     }
 
-    /// Queues a dependents scan for owners that are gone, and starts the
-    /// drain task unless one is running.
-    fn queue_orphan_scan(
-        &self,
-        cluster: &ClusterId,
-        namespace: Option<String>,
-        uids: HashSet<String>,
-    ) {
-        self.orphans().queue_gone(cluster, namespace, uids);
-    }
-
     /// Collection an object's removal implies once it has left storage by a
     /// path other than DELETE (its last finalizer dropped, a namespace
     /// finalized): its dependents are collected in the background, as
     /// upstream does once neither `orphan` nor `foregroundDeletion` remain.
     pub(crate) fn after_removed(&self, cluster: &ClusterId, obj: &Object) {
-        if let Some(uid) = meta_str(obj, "uid").filter(|u| !u.is_empty()) {
-            self.queue_orphan_scan(
-                cluster,
-                meta_str(obj, "namespace").map(str::to_owned),
-                HashSet::from([uid.to_owned()]),
-            );
-        }
+        self.orphans().queue_deleted(cluster, [obj]);
     }
 
     /// What a successful create/update/patch implies for collection: the
@@ -630,7 +626,7 @@ impl Registry {
                 if let Err(e) = owner.store.system_delete(cluster, ns, &owner.name).await {
                     tracing::warn!(error = %e, "gc: removing a finalized owner failed");
                 } else {
-                    self.queue_orphan_scan(
+                    self.orphans().queue_gone(
                         cluster,
                         owner.namespace.clone(),
                         HashSet::from([owner.uid.clone()]),

@@ -5,7 +5,6 @@
 //! finalizer and the CRD. Resumable: a terminating CRD found at start-up or
 //! by the watch gets its cleanup (again).
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,7 +105,7 @@ async fn delete_all(
             return Ok(());
         }
         let mut waiting = 0usize;
-        let mut gone: BTreeMap<Option<String>, HashSet<String>> = BTreeMap::new();
+        let mut deleted = Vec::new();
         for item in &page.items {
             let Value::Object(obj) = item else { continue };
             if meta(obj).is_some_and(|m| m.contains_key("deletionTimestamp")) {
@@ -119,21 +118,13 @@ async fn delete_all(
                 .await
             {
                 Ok(DeleteOutcome::Pending(_)) => waiting += 1,
-                Ok(DeleteOutcome::Deleted(o)) => {
-                    if let Some(uid) = meta_str(&o, "uid") {
-                        gone.entry(ns.map(str::to_owned))
-                            .or_default()
-                            .insert(uid.to_owned());
-                    }
-                }
+                Ok(DeleteOutcome::Deleted(o)) => deleted.push(o),
                 Err(e) if e.code() == 404 => {}
                 Err(e) => return Err(e),
             }
         }
         if let Some(gc) = gc {
-            for (namespace, uids) in gone {
-                gc.queue_gone(cluster, namespace, uids);
-            }
+            gc.queue_deleted(cluster, &deleted);
         }
         if waiting == page.items.len() {
             tokio::time::sleep(FINALIZER_WAIT).await;
